@@ -1,0 +1,1 @@
+"""Pure policy: domain detection and uplink choice (no I/O)."""
