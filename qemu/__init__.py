@@ -1,0 +1,1 @@
+"""Image build, QEMU runner and the lab world (host side and guest side)."""
