@@ -1,0 +1,229 @@
+"""The home agent daemon: composition root for ``python -m router.ha``.
+
+Lifecycle (uvicorn-like): load and validate the config -> reconcile the kernel (a previous
+run's tunnels and routes are removed: bindings do not survive a restart, the mobile routers
+re-register when their renewal fails) -> answer registrations on UDP 434 -> on the first
+SIGTERM/SIGINT remove what we added and exit; a second signal exits at once.
+
+The binding logic is ``router.mip.homeagent`` (pure). Each binding event recomputes the whole
+kernel plan from the binding list and hands it to the ``KernelAdapter``, which changes only
+what differs (a moved care-of address is one tunnel change, not a teardown). With
+``--control-only`` no kernel object is touched: for protocol conformance tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from router.config import ConfigError, HomeAgentConfig, load_home_agent_config
+from router.drive import MachineDriver, open_driver, udp_socket
+from router.ha.plan import LINK_PREFIX, SYSCTLS, home_agent_plan
+from router.mip import homeagent as ha
+from router.mip.auth import AuthAlgorithm, SecurityAssociation
+from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
+from router.net import KernelAdapter, Ownership, Plan
+
+log = logging.getLogger("router.ha")
+
+ALGORITHM = {
+    "hmac-md5": AuthAlgorithm.HMAC_MD5,
+    "keyed-md5": AuthAlgorithm.KEYED_MD5,
+    "hmac-sha256": AuthAlgorithm.HMAC_SHA256,
+}
+REPLAY = {"timestamp": ReplayMethod.TIMESTAMPS, "nonce": ReplayMethod.NONCES}
+# Home agent objects are told apart from a router's in the same namespace (lab, tests).
+HA_OWNERSHIP = Ownership(link_prefix=LINK_PREFIX, protocol=202, tables=range(100, 101), rule_priorities=range(1100, 1101))
+
+
+def logic_config(config: HomeAgentConfig, *, clock_offset: float) -> ha.HomeAgentConfig:
+    """Map the file's config onto the pure logic's (the only place keys are handed over)."""
+    nodes = tuple(
+        ha.MobileNodeEntry(
+            home_address=node.home_address,
+            security_associations=(
+                SecurityAssociation(
+                    spi=node.spi,
+                    algorithm=ALGORITHM[node.algorithm],
+                    key=node.key.value,
+                    replay=REPLAY[node.replay],
+                    timestamp_tolerance=float(config.replay_window),
+                ),
+            ),
+            mobile_networks=node.mobile_networks,
+        )
+        for node in config.mobile_nodes
+    )
+    return ha.HomeAgentConfig(
+        address=config.address,
+        home_network=config.home_network,
+        mobile_nodes=nodes,
+        max_lifetime=config.max_lifetime,
+        # No kernel data path for RFC 3519 tunnel data yet: refuse rather than black-hole.
+        udp_tunnelling=False,
+        clock_offset=clock_offset,
+    )
+
+
+def wall_clock_offset(monotonic: Callable[[], float] = time.monotonic) -> float:
+    """``loop.time() + offset`` = NTP seconds (RFC 5944 §5.7.1 timestamps)."""
+    return time.time() - monotonic() + NTP_UNIX_OFFSET
+
+
+def describe(event: ha.BindingEvent) -> str:
+    b = event.binding
+    nets = ",".join(map(str, b.mobile_networks)) or "-"
+    tail = f"coa {b.care_of_address} lifetime {b.lifetime} networks {nets}" + (" udp" if b.udp_tunnel else "")
+    if isinstance(event, ha.BindingAdded):
+        return f"binding {b.home_address} added: {tail}"
+    if isinstance(event, ha.BindingRenewed):
+        if event.previous_care_of_address != b.care_of_address:
+            return f"binding {b.home_address} moved {event.previous_care_of_address} -> {b.care_of_address}: {tail}"
+        return f"binding {b.home_address} renewed: {tail}"
+    if isinstance(event, ha.BindingRemoved):
+        return f"binding {b.home_address} removed ({event.reason}): {tail}"
+    return f"binding {b.home_address} expired: {tail}"
+
+
+@dataclass
+class HomeAgentDaemon:
+    config: HomeAgentConfig
+    adapter: KernelAdapter | None  # None = --control-only
+    gratuitous_arp: Callable[[str, IPv4Address], None] | None = None
+    logic: ha.HomeAgentLogic = field(init=False)
+    driver: MachineDriver | None = field(init=False, default=None)
+    _plan_dirty: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _announce: list[IPv4Address] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.logic = ha.HomeAgentLogic(logic_config(self.config, clock_offset=wall_clock_offset(loop.time)))
+
+    async def start(self) -> None:
+        if self.adapter is not None:
+            changed = await asyncio.to_thread(self.adapter.ensure_sysctls, SYSCTLS)
+            changes = await asyncio.to_thread(self.adapter.reconcile, Plan())
+            log.info("start: %d sysctl(s) set, %d leftover kernel object(s) removed", len(changed), len(changes))
+        sock = udp_socket(str(self.config.address), self.config.port)
+        self.driver = await open_driver(self.logic, self._on_event, sock)
+        log.info(
+            "home agent %s listening on udp %d for %d mobile node(s)%s",
+            self.config.address,
+            self.config.port,
+            len(self.config.mobile_nodes),
+            " (control only)" if self.adapter is None else "",
+        )
+
+    def _on_event(self, event: ha.BindingEvent) -> None:
+        log.info("%s", describe(event))
+        if isinstance(event, ha.BindingAdded) or (
+            isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address
+        ):
+            self._announce.append(event.binding.home_address)
+        self._plan_dirty.set()
+
+    async def run_kernel_sync(self) -> None:
+        """Apply the plan whenever bindings changed; coalesces bursts into one apply."""
+        while True:
+            await self._plan_dirty.wait()
+            self._plan_dirty.clear()
+            if self.adapter is None:
+                self._announce.clear()
+                continue
+            plan = home_agent_plan(self.logic.bindings().values(), self.config.address, self.config.home_interface)
+            try:
+                await asyncio.to_thread(self.adapter.apply, plan)
+            except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
+                log.error("kernel plan not applied: %s", exc)
+                await asyncio.sleep(1.0)
+                self._plan_dirty.set()
+                continue
+            announce, self._announce = self._announce, []
+            if self.gratuitous_arp is not None and self.config.home_interface is not None:
+                for address in announce:
+                    # RFC 5944 §4.6: after proxying starts, correct the home link's ARP caches.
+                    try:
+                        await asyncio.to_thread(self.gratuitous_arp, self.config.home_interface, address)
+                    except OSError as exc:
+                        log.warning("gratuitous ARP for %s failed: %s", address, exc)
+
+    async def stop(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
+        if self.adapter is not None:
+            changes = await asyncio.to_thread(self.adapter.teardown)
+            log.info("stop: removed %d kernel object(s)", len(changes))
+            self.adapter.close()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m router.ha", description="Mobile IPv4 home agent")
+    parser.add_argument("--config", required=True, help="TOML file ([home_agent] and [[mobile_node]])")
+    parser.add_argument("--control-only", action="store_true", help="answer registrations, never touch the kernel")
+    parser.add_argument("--netns", help="program the kernel of this named network namespace")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
+    adapter = None
+    arp = None
+    if not args.control_only:
+        from router.net.arp import send_gratuitous_arp
+        from router.net.kernel import Pyroute2Backend
+
+        adapter = KernelAdapter(Pyroute2Backend(HA_OWNERSHIP, netns=args.netns))
+
+        def arp(ifname: str, address: IPv4Address) -> None:
+            send_gratuitous_arp(ifname, address, netns=args.netns)
+
+    daemon = HomeAgentDaemon(config, adapter, arp)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without cleanup")
+            sys.exit(1)
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await daemon.start()
+    sync = asyncio.create_task(daemon.run_kernel_sync(), name="kernel-sync")
+    try:
+        await stop.wait()
+    finally:
+        sync.cancel()
+        await asyncio.wait_for(daemon.stop(), 10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_home_agent_config(args.config)
+    except ConfigError as exc:
+        print(f"router.ha: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.config}: ok ({len(config.mobile_nodes)} mobile node(s))")
+        return 0
+    try:
+        asyncio.run(serve(args, config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

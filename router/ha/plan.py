@@ -1,0 +1,62 @@
+"""What the kernel must hold for the home agent's current bindings (pure).
+
+Per binding (RFC 5944 §4.2.3 / §4.6, RFC 3024, RFC 5177 §6.5):
+
+- an IP-in-IP tunnel ``mip-<hex home address>`` from the home agent's address to the care-of
+  address (RFC 2003); the kernel decapsulates reverse-tunnelled packets arriving on it too
+  (RFC 3024 §4.1: the home agent accepts packets whose outer source is the care-of address);
+- host route for the home address and one route per acknowledged mobile network into it;
+- a proxy-ARP entry for the home address on the home network interface, so hosts there send
+  packets for the away node to us (§4.6); the gratuitous ARP that corrects their caches is
+  sent by the daemon when a binding appears.
+
+UDP-tunnelled bindings (RFC 3519) have no kernel data path here: the kernel has no
+encapsulation with the RFC 3519 tunnel header. They get routes only when that data path
+exists; until then the daemon refuses UDP tunnelling (the config flag stays off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+from router.mip.homeagent import Binding
+from router.net.plan import Link, LinkKind, Plan, ProxyArp, Route, TunnelEnds
+
+LINK_PREFIX = "mip-"
+
+
+def tunnel_name(home_address: IPv4Address) -> str:
+    """``mip-0a0a0032`` for 10.10.0.50: unique per home address, 12 characters (< IFNAMSIZ)."""
+    return f"{LINK_PREFIX}{int(home_address):08x}"
+
+
+def binding_plan(binding: Binding, home_agent: IPv4Address, home_interface: str | None) -> Plan:
+    if binding.udp_tunnel:
+        return Plan()
+    name = tunnel_name(binding.home_address)
+    items: list[Link | Route | ProxyArp] = [
+        Link(name, LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=binding.care_of_address)),
+        Route(IPv4Network(binding.home_address), dev=name),
+    ]
+    items += [Route(network, dev=name) for network in binding.mobile_networks]
+    if home_interface is not None:
+        items.append(ProxyArp(home_interface, binding.home_address))
+    return Plan.of(*items)
+
+
+def home_agent_plan(bindings: Iterable[Binding], home_agent: IPv4Address, home_interface: str | None) -> Plan:
+    plan = Plan()
+    for binding in bindings:
+        plan = plan | binding_plan(binding, home_agent, home_interface)
+    return plan
+
+
+# Forwarding on; reverse-path filtering off on the tunnels' receive side is not needed because
+# the routes for the home address and mobile networks point back into the same tunnel; but the
+# 'all' value is max()'d with per-device values, so make it loose rather than strict.
+SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+}

@@ -1,0 +1,70 @@
+"""Home agent bindings -> kernel plan, checked through the fake backend's ip-lines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network
+
+from router.ha.daemon import HA_OWNERSHIP
+from router.ha.plan import home_agent_plan, tunnel_name
+from router.mip.homeagent import Binding
+from router.net import FakeBackend, KernelAdapter
+
+HA = IPv4Address("10.10.0.1")
+
+
+def binding(coa: str = "198.51.100.20", udp: bool = False) -> Binding:
+    return Binding(
+        home_address=IPv4Address("10.10.0.50"),
+        care_of_address=IPv4Address(coa),
+        lifetime=600,
+        expires_at=600.0,
+        mobile_networks=(IPv4Network("10.1.1.0/24"),),
+        reverse_tunnel=True,
+        udp_tunnel=udp,
+        source=(coa, 434),
+        request_identification=1,
+        reply_identification=1,
+        registered_at=0.0,
+    )
+
+
+def adapter() -> tuple[KernelAdapter, FakeBackend]:
+    backend = FakeBackend(HA_OWNERSHIP, foreign_links=["eth0"])
+    return KernelAdapter(backend, sleep=lambda _: None), backend
+
+
+def test_tunnel_name_fits_ifnamsiz() -> None:
+    assert tunnel_name(IPv4Address("10.10.0.50")) == "mip-0a0a0032"
+    assert len(tunnel_name(IPv4Address("255.255.255.255"))) <= 15
+
+
+def test_binding_added_moved_removed() -> None:
+    kernel, backend = adapter()
+    kernel.apply(home_agent_plan([binding()], HA, "eth0"))
+    lines = backend.take_lines()
+    text = "\n".join(lines)
+    assert "mip-0a0a0032" in lines[0] and "ipip" in lines[0]
+    assert "remote 198.51.100.20" in lines[0] and "local 10.10.0.1" in lines[0]
+    assert any("10.10.0.50/32" in line and "dev mip-0a0a0032" in line for line in lines), text
+    assert any("10.1.1.0/24" in line and "dev mip-0a0a0032" in line for line in lines), text
+    assert any("proxy 10.10.0.50" in line and "dev eth0" in line for line in lines), text
+    # A moved care-of address is one change of the tunnel's remote end, routes untouched.
+    kernel.apply(home_agent_plan([binding("100.64.0.7")], HA, "eth0"))
+    moved = backend.take_lines()
+    assert len(moved) == 1 and "remote 100.64.0.7" in moved[0], moved
+    # Same plan again: nothing to do.
+    assert kernel.apply(home_agent_plan([binding("100.64.0.7")], HA, "eth0")) == []
+    kernel.apply(home_agent_plan([], HA, "eth0"))
+    removed = backend.take_lines()
+    assert removed and all(line.startswith("ip ") for line in removed)
+    assert backend.observe() == home_agent_plan([], HA, "eth0")
+
+
+def test_udp_tunnelled_binding_has_no_kernel_path_yet() -> None:
+    assert home_agent_plan([binding(udp=True)], HA, "eth0") == home_agent_plan([], HA, "eth0")
+
+
+def test_no_home_interface_means_no_proxy_arp() -> None:
+    plan = home_agent_plan([replace(binding(), mobile_networks=())], HA, None)
+    assert not plan.proxy_arp and len(plan.routes) == 1
