@@ -1,0 +1,106 @@
+"""`KernelAdapter`: the one door through which the daemons change the kernel.
+
+apply(desired) = observe what we own + diff + apply each change + wait until the kernel shows
+the desired plan. Because the adapter always starts from what the kernel holds (not from what
+it believes it did), the same call serves the first start, every update, the restart after a
+crash (leftovers are simply "owned and not desired") and shutdown (`teardown`: desired = empty).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from .backend import Backend
+from .plan import Change, Plan, diff
+
+log = logging.getLogger(__name__)
+
+
+class ConvergenceError(RuntimeError):
+    """The kernel did not show the desired plan in time; the message lists what differs."""
+
+
+class KernelAdapter:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        settle_timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.backend = backend
+        self.ownership = backend.ownership
+        self._settle_timeout = settle_timeout
+        self._clock = clock
+        self._sleep = sleep
+
+    def observe(self) -> Plan:
+        return self.backend.observe()
+
+    def plan_changes(self, desired: Plan) -> list[Change]:
+        """What `apply` would do now, without doing it (for dry runs and logs)."""
+        desired.validate(self.ownership)
+        return diff(self.backend.observe(), desired)
+
+    def apply(self, desired: Plan) -> list[Change]:
+        """Make the kernel hold exactly `desired` among the objects we own; return the changes.
+
+        Raises `PlanError` before touching anything if the plan is invalid, `BackendError`
+        naming the object the kernel refused (changes before it stay applied; calling again
+        continues from there), `ConvergenceError` if the result does not show in time.
+        """
+        changes = self.plan_changes(desired)
+        for change in changes:
+            self.backend.apply(change)
+            log.info("kernel: %s", change)
+        if changes:
+            self._wait_until_converged(desired)
+        return changes
+
+    def reconcile(self, desired: Plan) -> list[Change]:
+        """After a (re)start: remove owned leftovers not in `desired`, add what is missing."""
+        changes = self.apply(desired)
+        if changes:
+            log.info("kernel: reconciled %d leftover difference(s) after start", len(changes))
+        return changes
+
+    def teardown(self) -> list[Change]:
+        """Remove everything we own (clean shutdown)."""
+        return self.apply(Plan())
+
+    def ensure_sysctls(self, settings: Mapping[str, str]) -> list[str]:
+        """Set networking sysctls that differ (e.g. net/ipv4/ip_forward = 1); return what changed.
+
+        Sysctls carry no owner mark, so they are asserted, not owned: nothing here reverts
+        them at teardown. Per-device keys of our own links vanish with the link; assert them
+        again after an `apply` that recreated it.
+        """
+        changed = []
+        for key, value in settings.items():
+            if self.backend.read_sysctl(key) != value:
+                self.backend.write_sysctl(key, value)
+                changed.append(f"sysctl -w {key}={value}")
+                log.info("kernel: sysctl %s = %s", key, value)
+        return changed
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def _wait_until_converged(self, desired: Plan) -> None:
+        # Netlink acknowledges a request once the kernel has done it, so this normally
+        # passes on the first look; the bound covers devices that settle asynchronously.
+        deadline = self._clock() + self._settle_timeout
+        while True:
+            residue = diff(self.backend.observe(), desired)
+            if not residue:
+                return
+            if self._clock() >= deadline:
+                pending = "\n  ".join(str(c) for c in residue)
+                raise ConvergenceError(
+                    f"kernel still differs from the plan after {self._settle_timeout} s:\n"
+                    f"  {pending}"
+                )
+            self._sleep(0.02)
