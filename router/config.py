@@ -17,7 +17,7 @@ import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -300,7 +300,7 @@ class WebConfig:
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     lan_interface: str
-    lan_address: IPv4Network  # the router's own LAN address with prefix length (interface form)
+    lan_address: IPv4Interface  # the router's own LAN address with its prefix length, e.g. 10.1.1.1/24
     mobile_networks: tuple[IPv4Network, ...]
     history_db: str
     control_socket: str
@@ -448,8 +448,8 @@ def load_router_config(path: str | os.PathLike[str]) -> RouterConfig:
         web = WebConfig(address, port, token)
     lan_address_text = router.get("lan_address", str, "10.1.1.1/24")
     try:
-        lan_interface_form = IPv4Network(lan_address_text, strict=False)
-        lan_ip = IPv4Address(lan_address_text.split("/")[0])
+        lan_interface_form = IPv4Interface(lan_address_text)
+        lan_ip = lan_interface_form.ip
     except ValueError as exc:
         raise router.error("lan_address", f"expected ADDRESS/LEN, got {lan_address_text!r} ({exc})") from None
     mobile_networks = router.networks("mobile_networks", ["10.1.1.0/24"])
