@@ -267,6 +267,7 @@ class MobilitySystemConfig:
     udp_tunnel: str  # "auto" (request when behind NAT), "always", "never" (RFC 3519)
     inside_prefixes: tuple[IPv4Network, ...] = ()
     home_network: IPv4Network | None = None
+    port: int = 434  # the home agent's UDP port (RFC 5944 §3.1); other values for tests only
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +328,7 @@ def _mobility_system(table: _Table, *, outer: bool) -> MobilitySystemConfig:
         udp_tunnel=table.choice("udp_tunnel", ("auto", "always", "never"), "auto"),
         inside_prefixes=table.networks("inside_prefixes") if not outer else (),
         home_network=home_network,
+        port=table.integer("port", 434, 1, 65535),
     )
     if outer:
         table.used.add("inside_prefixes")

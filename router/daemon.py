@@ -1,0 +1,765 @@
+"""The mobile router daemon: the one composition root (``python -m router --config FILE``).
+
+Theory of operation
+-------------------
+Everything that decides is pure and lives below: health tracking and uplink choice
+(router.policy.health / uplink), the dual-system coordinator (router.policy.coordinator),
+the registration machines (router.mip.mobilenode), the data plane (router.dataplane).
+This module builds the drivers, feeds the pure parts their observations as events, and
+executes what they ask for:
+
+    uplink drivers --events--> health trackers --snapshots--> UplinkPolicy --SwitchUplink-->
+    UplinkChanged --> Coordinator --intents--> MobilitySystem (inner/outer), StrongSwanVpn,
+    KernelAdapter (router.dataplane plan) --outcomes--> Coordinator ...
+
+Without ``[outer]``/``[vpn]`` the router runs one system (the inner one) directly over the
+active uplink: each uplink change re-registers with the new care-of address, and the LAN
+is moved onto the tunnel only after the home agent acknowledged the binding.
+
+Lifecycle: start (reconcile the kernel: leftovers of a crash are removed, our rules and fail-
+closed routes installed before any uplink comes up) -> run -> first SIGTERM/SIGINT: deregister,
+stop drivers, tear down what we own; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from router.config import (
+    ConfigError,
+    MobilitySystemConfig,
+    RouterConfig,
+    UplinkConfig,
+    load_router_config,
+)
+from router.dataplane import (
+    ROUTER_OWNERSHIP,
+    DataPlane,
+    Tunnel,
+    UplinkRoute,
+    router_plan,
+)
+from router.mip import mobilenode as mn
+from router.mip.auth import AuthAlgorithm, SecurityAssociation
+from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
+from router.net import KernelAdapter, Plan
+from router.policy import coordinator as co
+from router.policy.domain import DomainParams, SmokeOutOutcome
+from router.policy.health import HealthConfig, HealthTracker
+from router.policy.uplink import NoUplink, StandbyWanted, SwitchUplink, UplinkPolicy, UplinkProfile
+from router.system import MobilitySystem, SystemEvent
+from router.uplink import events as ue
+
+log = logging.getLogger("router")
+
+ALGORITHM = {
+    "hmac-md5": AuthAlgorithm.HMAC_MD5,
+    "keyed-md5": AuthAlgorithm.KEYED_MD5,
+    "hmac-sha256": AuthAlgorithm.HMAC_SHA256,
+}
+REPLAY = {"timestamp": ReplayMethod.TIMESTAMPS, "nonce": ReplayMethod.NONCES}
+
+ROUTER_SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    # Tunnelled and VPN paths are asymmetric by design.
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/default/rp_filter": "0",
+}
+
+
+def node_config(system: MobilitySystemConfig, config: RouterConfig, *, clock_offset: float, nemo: bool) -> mn.MobileNodeConfig:
+    return mn.MobileNodeConfig(
+        home_address=system.home_address,
+        home_agent=system.home_agent,
+        security_association=SecurityAssociation(
+            spi=system.spi, algorithm=ALGORITHM[system.algorithm], key=system.key.value, replay=REPLAY[system.replay]
+        ),
+        lifetime=system.lifetime,
+        mobile_networks=config.mobile_networks if nemo else (),
+        reverse_tunnel=system.reverse_tunnel,
+        clock_offset=clock_offset,
+        home_agent_port=system.port,
+    )
+
+
+@dataclass
+class UplinkInfo:
+    config: UplinkConfig
+    index: int
+    up: bool = False
+    address: IPv4Address | None = None
+    gateway: IPv4Address | None = None
+    dns: tuple[str, ...] = ()
+    server_mac: str | None = None
+    bssid: str | None = None
+    ssid: str | None = None
+    signal_dbm: int | None = None
+    since: float = 0.0
+
+    def route(self) -> UplinkRoute | None:
+        if not self.up or self.address is None:
+            return None
+        return UplinkRoute(self.index, self.config.interface, self.address, self.gateway)
+
+
+@dataclass
+class Situation:
+    name: str = "unknown"
+    since: float = 0.0
+    reason: str = "starting"
+
+
+@dataclass
+class RouterDaemon:
+    config: RouterConfig
+    adapter: KernelAdapter | None
+    vpn: Any = None  # router.vpn.strongswan.StrongSwanVpn
+    store: Any = None  # router.store.history.HistoryStore
+    uplink_drivers: dict[str, Any] = field(default_factory=dict)
+    probe_factory: Callable[[UplinkInfo, Callable[[int], None]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.started_at = self.loop.time()
+        offset = time.time() - self.loop.time() + NTP_UNIX_OFFSET
+        self.inner = MobilitySystem(
+            "inner", node_config(self.config.inner, self.config, clock_offset=offset, nemo=True), self._on_system_event
+        )
+        self.outer: MobilitySystem | None = None
+        self.coordinator: co.Coordinator | None = None
+        if self.config.outer is not None:
+            self.outer = MobilitySystem(
+                "outer", node_config(self.config.outer, self.config, clock_offset=offset, nemo=False), self._on_system_event
+            )
+            domain = DomainParams(
+                inner_home_agent=self.config.inner.home_agent,
+                outer_home_agent=self.config.outer.home_agent,
+                inside_prefixes=self.config.inner.inside_prefixes,
+                outer_home_network=self.config.outer.home_network,
+            )
+            self.coordinator = co.Coordinator(
+                co.CoordinatorParams(domain=domain, outer_home_address=self.config.outer.home_address), self.loop.time()
+            )
+        self.uplinks = {u.name: UplinkInfo(u, i) for i, u in enumerate(self.config.uplinks)}
+        self.health = {name: HealthTracker(name, self.loop.time(), HealthConfig()) for name in self.uplinks}
+        self.policy = UplinkPolicy(
+            [
+                UplinkProfile(
+                    name=u.name, kind=u.kind, priority=u.priority, metered=u.metered, min_signal_dbm=u.min_signal_dbm
+                )
+                for u in self.config.uplinks
+            ]
+        )
+        self.active: str | None = None
+        self.situation = Situation()
+        self.counters: dict[str, int] = {}
+        self.handovers: list[dict[str, Any]] = []
+        # data plane inputs the intents move
+        self.lan_route = co.LanRoute.HOLD
+        self.outer_tunnel_coa: IPv4Address | None = None
+        self.vpn_wanted = False
+        self.virtual_ip: IPv4Address | None = None
+        self.at_outer_home = False
+        self._plan_lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._probers: dict[str, Any] = {}
+        self._probe_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._single_pending: IPv4Address | None = None
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def spawn(self, coroutine: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed: %r", name, t.exception())
+
+        task.add_done_callback(done)
+
+    # --- kernel ----------------------------------------------------------------------------
+
+    def dataplane(self) -> DataPlane:
+        routes = tuple(r for info in self.uplinks.values() if (r := info.route()) is not None)
+        active = self.uplinks[self.active].route() if self.active else None
+        inner: Tunnel | None = None
+        if self.lan_route == co.LanRoute.DIRECT and active is not None:
+            inner = Tunnel(active.address, self.config.inner.home_agent)
+        elif self.lan_route == co.LanRoute.VPN and self.virtual_ip is not None:
+            inner = Tunnel(self.virtual_ip, self.config.inner.home_agent)
+        outer = None
+        t = None
+        if self.config.outer is not None and (self.vpn_wanted or self.virtual_ip is not None):
+            t = self.config.outer.home_address
+        if self.config.outer is not None and self.outer_tunnel_coa is not None and not self.at_outer_home:
+            outer = Tunnel(self.outer_tunnel_coa, self.config.outer.home_agent)
+            t = self.config.outer.home_address
+        return DataPlane(
+            lan_interface=self.config.lan_interface,
+            mobile_networks=self.config.mobile_networks,
+            inner_home_address=self.config.inner.home_address,
+            uplinks=routes,
+            inner=inner,
+            outer=outer,
+            outer_home_address=t,
+            virtual_ip=self.virtual_ip if t is not None else None,
+            home_uplink=active if self.at_outer_home else None,
+        )
+
+    async def sync_kernel(self) -> None:
+        if self.adapter is None:
+            return
+        async with self._plan_lock:
+            plan = router_plan(self.dataplane())
+            changes = await asyncio.to_thread(self.adapter.apply, plan)
+            if changes:
+                log.debug("kernel: %d change(s)", len(changes))
+
+    # --- start / stop ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.adapter is not None:
+            await asyncio.to_thread(self.adapter.ensure_sysctls, ROUTER_SYSCTLS)
+            changes = await asyncio.to_thread(self.adapter.reconcile, router_plan(self.dataplane()))
+            log.info("start: kernel reconciled (%d change(s)); LAN fails closed until registered", len(changes))
+        if self.vpn is not None:
+            self.vpn.on_event = self._on_vpn_event
+            self.vpn.start_listener(self.loop)
+            with contextlib.suppress(Exception):
+                # A VPN left up by a crashed run would keep V busy; start from a clean slate.
+                await self.vpn.down()
+        for name, driver in self.uplink_drivers.items():
+            log.info("uplink %s: starting %s driver on %s", name, self.uplinks[name].config.kind, self.uplinks[name].config.interface)
+            await driver.start()
+        self._arm_timer()
+
+    async def stop(self) -> None:
+        log.info("stop: deregistering and removing kernel state")
+        for task in list(self._probe_tasks.values()) + list(self._tasks):
+            task.cancel()
+        for prober in self._probers.values():
+            prober.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        for driver in self.uplink_drivers.values():
+            with contextlib.suppress(Exception):
+                await driver.stop()
+        if self.vpn is not None:
+            with contextlib.suppress(Exception):
+                await self.vpn.down()
+            self.vpn.stop_listener()
+        self.inner.close()
+        if self.outer is not None:
+            self.outer.close()
+        if self.adapter is not None:
+            await asyncio.to_thread(self.adapter.apply, Plan())
+            self.adapter.close()
+        if self.store is not None:
+            self.store.close()
+
+    # --- timers ------------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        deadlines = [t for t in (tracker.get_timer() for tracker in self.health.values()) if t is not None]
+        if (t := self.policy.get_timer()) is not None:
+            deadlines.append(t)
+        if self.coordinator is not None and (t := self.coordinator.get_timer()) is not None:
+            deadlines.append(t)
+        if deadlines:
+            self._timer = self.loop.call_at(min(deadlines), self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = self.now()
+        for tracker in self.health.values():
+            tracker.handle_timer(now)
+        if self.coordinator is not None:
+            self.coordinator.handle_timer(now)
+        self._after_input()
+
+    def _after_input(self) -> None:
+        """Pull every pure component's output after any input, then re-arm the timer."""
+        now = self.now()
+        for name, tracker in self.health.items():
+            while (change := tracker.next_event()) is not None:
+                log.info("%s", change)
+            self.policy.observe(tracker.snapshot(), self._available(name), now)
+        for decision in self.policy.evaluate(now):
+            self._on_policy_decision(decision)
+        self._pump_coordinator()
+        self._arm_timer()
+
+    def _available(self, name: str) -> bool:
+        info = self.uplinks[name]
+        return info.up and info.address is not None
+
+    # --- uplinks -----------------------------------------------------------------------------
+
+    def on_uplink_event(self, event: ue.UplinkEvent) -> None:
+        info = self.uplinks.get(event.name)
+        if info is None:
+            return
+        now = self.now()
+        tracker = self.health[event.name]
+        if isinstance(event, ue.LinkUp):
+            changed = (info.address, info.gateway) != (IPv4Address(event.address), IPv4Address(event.gateway) if event.gateway else None)
+            info.up, info.address = True, IPv4Address(event.address)
+            info.gateway = IPv4Address(event.gateway) if event.gateway else None
+            info.dns, info.server_mac, info.since = event.dns, event.server_mac, now
+            log.info("uplink %s up: %s gw %s on %s", event.name, info.address, info.gateway, event.ifname)
+            tracker.carrier(True, now)
+            self._start_prober(info)
+            self.spawn(self.sync_kernel(), "kernel-sync")
+            if changed and self.active == event.name:
+                self._active_uplink_changed("new address on the active uplink")
+        elif isinstance(event, (ue.LinkDown, ue.Disassociated)):
+            if isinstance(event, ue.LinkDown) or info.config.kind == "wlan":
+                was_up = info.up
+                info.up = False
+                if isinstance(event, ue.LinkDown):
+                    info.address = None
+                tracker.carrier(False, now)
+                self._stop_prober(event.name)
+                if was_up:
+                    log.info("uplink %s down: %s", event.name, event.reason)
+        elif isinstance(event, ue.SignalReport):
+            info.signal_dbm = event.dbm
+            tracker.signal(event.dbm, now)
+        elif isinstance(event, ue.Associated):
+            info.bssid, info.ssid, info.signal_dbm = event.bssid, event.ssid, event.signal
+            tracker.signal(event.signal, now)
+        elif isinstance(event, ue.ModemState):
+            info.signal_dbm = event.signal_dbm
+            tracker.signal(event.signal_dbm, now)
+            if event.problem:
+                log.warning("uplink %s modem: %s", event.name, event.problem)
+        self._after_input()
+
+    def _start_prober(self, info: UplinkInfo) -> None:
+        name = info.config.name
+        self._stop_prober(name)
+        if self.probe_factory is None or info.address is None:
+            return
+        tracker = self.health[name]
+
+        def answered(key: int) -> None:
+            tracker.probe_answered((name, key), self.now())
+            self._after_input()
+
+        try:
+            prober = self.probe_factory(info, answered)
+            prober.open()
+        except OSError as exc:
+            log.warning("uplink %s: no health probes (%s)", name, exc)
+            return
+        self._probers[name] = prober
+        self._probe_tasks[name] = asyncio.ensure_future(self._probe_loop(name, prober))
+
+    def _stop_prober(self, name: str) -> None:
+        task = self._probe_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        prober = self._probers.pop(name, None)
+        if prober is not None:
+            prober.close()
+
+    async def _probe_loop(self, name: str, prober: Any) -> None:
+        tracker = self.health[name]
+        while True:
+            due = tracker.next_probe_at()
+            if due is None:
+                await asyncio.sleep(0.5)
+                continue
+            await asyncio.sleep(max(0.0, due - self.now()))
+            key = prober.send()
+            tracker.probe_sent((name, key), self.now())
+            self._arm_timer()
+
+    def _on_policy_decision(self, decision: Any) -> None:
+        if isinstance(decision, SwitchUplink):
+            log.info("%s", decision.reason)
+            previous = self.active
+            self.active = decision.to_uplink
+            self.count("uplink_switches_planned" if decision.planned else "uplink_switches_unplanned")
+            self._active_uplink_changed(decision.reason, previous=previous, planned=decision.planned)
+        elif isinstance(decision, NoUplink):
+            log.warning("%s", decision.reason)
+            self.active = None
+            self._active_uplink_changed(decision.reason)
+        elif isinstance(decision, StandbyWanted):
+            log.debug("%s", decision.reason)
+
+    def _active_uplink_changed(self, reason: str, *, previous: str | None = None, planned: bool = False) -> None:
+        info = self.uplinks[self.active] if self.active else None
+        now = self.now()
+        self.handovers.append(
+            {"at": time.time(), "kind": "uplink", "from": previous, "to": self.active, "reason": reason, "planned": planned, "phases": []}
+        )
+        del self.handovers[:-200]
+        if self.coordinator is not None:
+            self.coordinator.handle_event(
+                co.UplinkChanged(
+                    name=self.active or "",
+                    care_of_address=info.address if info else None,
+                    gateway=info.gateway if info else None,
+                    kind=info.config.kind if info else "",
+                ),
+                now,
+            )
+            self._pump_coordinator()
+        else:
+            self._single_system_move(info)
+
+    # --- single system (no [outer]/[vpn]) ------------------------------------------------------
+
+    def _single_system_move(self, info: UplinkInfo | None) -> None:
+        if info is None or info.address is None:
+            self.lan_route = co.LanRoute.HOLD
+            self.spawn(self.sync_kernel(), "kernel-sync")
+            return
+        self._single_pending = info.address
+        self.spawn(self.inner.register(info.address), "inner-register")
+
+    # --- coordinator --------------------------------------------------------------------------
+
+    def _pump_coordinator(self) -> None:
+        if self.coordinator is None:
+            return
+        while (intent := self.coordinator.next_intent()) is not None:
+            log.info("intent %s: %s", type(intent).__name__, getattr(intent, "reason", ""))
+            self.spawn(self._execute(intent), type(intent).__name__)
+        self._update_situation()
+
+    def _feed(self, event: co.Event) -> None:
+        if self.coordinator is None:
+            return
+        self.coordinator.handle_event(event, self.now())
+        self._after_input()
+
+    async def _execute(self, intent: co.Intent) -> None:
+        if isinstance(intent, co.RegisterInner):
+            await self.inner.register(intent.care_of_address, attempt=intent.attempt, via_vpn=intent.via_vpn)
+        elif isinstance(intent, co.RegisterOuter):
+            assert self.outer is not None
+            self.at_outer_home = False
+            self.outer_tunnel_coa = intent.care_of_address
+            await self.sync_kernel()
+            await self.outer.register(intent.care_of_address)
+        elif isinstance(intent, co.DeregisterOuter):
+            assert self.outer is not None and self.config.outer is not None
+            self.outer_tunnel_coa = None
+            self.at_outer_home = intent.at_home
+            await self.sync_kernel()
+            info = self.uplinks[self.active] if self.active else None
+            if info is None or info.address is None:
+                self._feed(co.OuterDenied(None))
+                return
+            if intent.at_home:
+                # RFC 5944 §3.6.1.2: at home, care-of address = home address, sent from it.
+                await self.outer.deregister(self.config.outer.home_address, self.config.outer.home_address)
+            else:
+                await self.outer.deregister(info.address)
+        elif isinstance(intent, co.BringVpnUp):
+            await self._vpn_up()
+        elif isinstance(intent, co.TearVpnDown):
+            await self._vpn_down(intent.reason)
+        elif isinstance(intent, co.SwitchLanRoute):
+            self.lan_route = intent.to
+            await self.sync_kernel()
+            self._feed(co.RoutesSwitched(intent.to))
+        elif isinstance(intent, co.SmokeOut):
+            answer = await self.inner.smoke_out(intent.care_of_address, 0.7)
+            if answer is None:
+                self._feed(co.SmokeOutResult(intent.care_of_address, SmokeOutOutcome.TIMEOUT))
+            else:
+                self._feed(
+                    co.SmokeOutResult(
+                        intent.care_of_address,
+                        SmokeOutOutcome.REPLIED,
+                        code=answer.code,
+                        responder=IPv4Address(answer.responder),
+                        authenticated=answer.authenticated,
+                    )
+                )
+        elif isinstance(intent, co.RecordContext):
+            self._record_context(intent)
+
+    async def _vpn_up(self) -> None:
+        if self.vpn is None:
+            self._feed(co.VpnFailed("no [vpn] configured"))
+            return
+        self.vpn_wanted = True
+        await self.sync_kernel()  # T on mip-home and its table before IKE leaves from T
+        try:
+            state = await self.vpn.up()
+        except Exception as exc:
+            log.warning("vpn up failed: %s", exc)
+            self.vpn_wanted = False
+            await self.sync_kernel()
+            self._feed(co.VpnFailed(str(exc)))
+            return
+        self.virtual_ip = state.virtual_ip
+        await self.sync_kernel()
+        self._feed(co.VpnUp(state.virtual_ip))
+
+    async def _vpn_down(self, reason: str) -> None:
+        if self.vpn is not None:
+            try:
+                await self.vpn.down()
+            except Exception as exc:
+                log.warning("vpn down: %s", exc)
+        self.vpn_wanted = False
+        self.virtual_ip = None
+        await self.sync_kernel()
+        self._feed(co.VpnDown(reason))
+
+    def _on_vpn_event(self, event: Any) -> None:
+        if event.kind == "down" and self.virtual_ip is not None:
+            log.warning("vpn went down: %s", event.reason)
+            self.virtual_ip = None
+            self.spawn(self.sync_kernel(), "kernel-sync")
+            self._feed(co.VpnDown(event.reason))
+
+    def _record_context(self, intent: co.RecordContext) -> None:
+        info = self.uplinks.get(intent.uplink)
+        if self.store is None or info is None:
+            return
+        verdict = str(intent.verdict).lower()
+        for kind, mac in (("gateway", info.server_mac), ("bssid", info.bssid)):
+            if mac:
+                with contextlib.suppress(ValueError):
+                    self.store.remember_context(kind, mac, verdict, time.time(), proven=intent.proven)
+
+    # --- registration outcomes -----------------------------------------------------------------
+
+    def _on_system_event(self, tagged: SystemEvent) -> None:
+        event = tagged.event
+        now = self.now()
+        self.count(f"{tagged.system}.{type(event).__name__}")
+        if self.coordinator is None:
+            self._single_system_outcome(event)
+            return
+        if tagged.system == "inner":
+            if isinstance(event, mn.Registered):
+                self.coordinator.handle_event(
+                    co.InnerRegistered(event.care_of_address, direct=not tagged.via_vpn, attempt=tagged.attempt), now
+                )
+            elif isinstance(event, mn.RegistrationDenied):
+                self.coordinator.handle_event(co.InnerDenied(event.code, tagged.attempt), now)
+            elif isinstance(event, (mn.RegistrationTimeout, mn.BindingExpired)):
+                self.coordinator.handle_event(co.InnerLost(tagged.attempt, type(event).__name__), now)
+        else:
+            if isinstance(event, mn.Registered):
+                self.coordinator.handle_event(co.OuterRegistered(event.care_of_address), now)
+            elif isinstance(event, mn.Deregistered):
+                self.coordinator.handle_event(co.OuterDeregistered(), now)
+            elif isinstance(event, mn.RegistrationDenied):
+                self.coordinator.handle_event(co.OuterDenied(event.code), now)
+            elif isinstance(event, (mn.RegistrationTimeout, mn.BindingExpired)):
+                self.coordinator.handle_event(co.OuterDenied(None), now)
+        if isinstance(event, mn.Registered) and self.active:
+            # A registration round trip is a free health probe for the uplink it crossed.
+            self.count("registration_round_trips")
+        self._after_input()
+
+    def _single_system_outcome(self, event: mn.Event) -> None:
+        if isinstance(event, mn.Registered) and self.active:
+            info = self.uplinks[self.active]
+            if info.address == event.care_of_address:
+                self.lan_route = co.LanRoute.DIRECT
+                self._set_situation("single", f"registered with {self.config.inner.home_agent} via {self.active}")
+                self.spawn(self.sync_kernel(), "kernel-sync")
+        elif isinstance(event, (mn.BindingExpired,)):
+            self.lan_route = co.LanRoute.HOLD
+            self.spawn(self.sync_kernel(), "kernel-sync")
+        self._after_input()
+
+    # --- status --------------------------------------------------------------------------------
+
+    def _set_situation(self, name: str, reason: str) -> None:
+        if name != self.situation.name:
+            log.info("situation %s -> %s: %s", self.situation.name, name, reason)
+            self.situation = Situation(name, time.time(), reason)
+
+    def _update_situation(self) -> None:
+        if self.coordinator is None:
+            return
+        state = str(self.coordinator.state)
+        # ROAMING is "outside, only the outer registration follows the uplink".
+        name = {"inside": "inside", "outside": "outside", "roaming": "outside", "outer_home": "outer_home"}.get(state)
+        if name is not None:
+            decisions = self.coordinator.decisions()
+            self._set_situation(name, decisions[-1] if decisions else state)
+        for record in self.coordinator.handover_log()[len([h for h in self.handovers if h.get("kind") == "situation"]):]:
+            entry = {"kind": "situation", **record.as_dict()}
+            self.handovers.append(entry)
+            if self.store is not None:
+                self.store.append_handover(time.time(), entry)
+
+    def status(self) -> dict[str, Any]:
+        now = self.now()
+        uplinks = []
+        for name, info in self.uplinks.items():
+            snap = self.health[name].snapshot()
+            uplinks.append(
+                {
+                    "name": name,
+                    "kind": info.config.kind,
+                    "interface": info.config.interface,
+                    "state": str(snap.state).lower(),
+                    "active": name == self.active,
+                    "standby": name == self.policy.standby,
+                    "signal_dbm": info.signal_dbm,
+                    "rtt_ms": round(snap.srtt * 1000, 1) if snap.srtt is not None else None,
+                    "loss_pct": round(snap.loss * 100, 1),
+                    "score": snap.score,
+                    "score_max": snap.score_max,
+                    "metered": info.config.metered,
+                    "address": str(info.address) if info.address else None,
+                    "ssid": info.ssid,
+                    "tx_bytes": None,
+                    "rx_bytes": None,
+                }
+            )
+        registrations = {"inner": self.inner.status(now)}
+        if self.outer is not None:
+            registrations["outer"] = self.outer.status(now)
+        return {
+            "situation": {"name": self.situation.name, "since": self.situation.since, "reason": self.situation.reason},
+            "uplinks": uplinks,
+            "registrations": registrations,
+            "vpn": {
+                "state": "up" if self.virtual_ip else ("connecting" if self.vpn_wanted else "down"),
+                "virtual_ip": str(self.virtual_ip) if self.virtual_ip else None,
+                "gateway": str(self.config.vpn.gateway) if self.config.vpn else None,
+            },
+            "lan_route": str(self.lan_route),
+            "mobile_network": {
+                "prefixes": [str(n) for n in self.config.mobile_networks],
+                "lan_address": str(self.config.lan_address),
+            },
+            "handovers": self.handovers[-50:],
+            "counters": dict(self.counters),
+            "uptime_s": round(now - self.started_at),
+        }
+
+
+# --- composition ----------------------------------------------------------------------------
+
+
+def build_uplink_driver(config: UplinkConfig, emit: Callable[[ue.UplinkEvent], None], netns: str | None) -> Any:
+    """The one place uplink drivers are constructed (kind -> driver)."""
+    from router.uplink import factory
+
+    return factory.build(config, emit, netns=netns)
+
+
+async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
+    from router.net.kernel import Pyroute2Backend
+    from router.store.history import HistoryStore
+    from router.uplink.probe import IcmpProber
+    from router.vpn.strongswan import StrongSwanVpn
+
+    adapter = KernelAdapter(Pyroute2Backend(ROUTER_OWNERSHIP))
+    store = HistoryStore(config.history_db)
+    vpn = StrongSwanVpn(config.vpn.vici_socket, config.vpn.connection) if config.vpn else None
+
+    def probe_factory(info: UplinkInfo, answered: Callable[[int], None]) -> IcmpProber:
+        target = info.config.probe_targets[0] if info.config.probe_targets else info.gateway
+        if target is None:
+            raise OSError("no probe target (no gateway and no probe_targets)")
+        return IcmpProber(info.config.interface, str(info.address), str(target), answered)
+
+    daemon = RouterDaemon(config, adapter, vpn=vpn, store=store, probe_factory=probe_factory)
+    for uplink in config.uplinks:
+        daemon.uplink_drivers[uplink.name] = build_uplink_driver(uplink, daemon.on_uplink_event, None)
+    lan = None
+    if not args.no_lan_services:
+        from router.lan.dnsmasq import DnsmasqService, LanSettings
+
+        lan = DnsmasqService(
+            LanSettings.default_pool(config.lan_interface, config.lan_address, Path(config.state_dir) / "dnsmasq")
+        )
+    web = None
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without cleanup")
+            sys.exit(1)
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await daemon.start()
+    if lan is not None:
+        await lan.start()
+    with contextlib.suppress(ImportError):
+        from router.web.wiring import start_web  # the status page and control socket
+
+        web = await start_web(daemon, config)
+    log.info("router running: %d uplink(s), %s", len(config.uplinks), "dual system" if daemon.coordinator else "single system")
+    try:
+        await stop.wait()
+    finally:
+        if web is not None:
+            await web.close()
+        if lan is not None:
+            await lan.stop()
+        await asyncio.wait_for(daemon.stop(), 15)
+    return 0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m router", description="Mobile router daemon")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument("--no-lan-services", action="store_true", help="do not run dnsmasq on the LAN")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_router_config(args.config)
+    except ConfigError as exc:
+        print(f"router: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.config}: ok ({len(config.uplinks)} uplink(s))")
+        return 0
+    try:
+        return asyncio.run(serve(args, config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+

@@ -1,0 +1,153 @@
+"""One Mobile IPv4 system as the router runs it: a registration machine and its socket.
+
+The router runs two (inner and outer), each with its own security association, timers and
+status. Requests leave from the care-of address (the socket is bound to it), so the
+router's source-address rules (router.dataplane) pick the path: an uplink table for X,
+the VPN table for V. A new care-of address gets a new socket; the old one is closed once
+the machine no longer waits for a reply to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from router.drive import MachineDriver, open_driver, udp_socket
+from router.mip import mobilenode as mn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemEvent:
+    """A registration machine event, tagged with the system and the attempt it serves."""
+
+    system: str  # "inner" | "outer"
+    event: mn.Event
+    attempt: int
+    via_vpn: bool
+
+
+class MobilitySystem:
+    def __init__(self, name: str, config: mn.MobileNodeConfig, on_event: Callable[[SystemEvent], None]) -> None:
+        self.name = name
+        self.config = config
+        self.machine = mn.RegistrationMachine(config)
+        self.on_event = on_event
+        self._driver: MachineDriver | None = None
+        self._bound: IPv4Address | None = None
+        self.attempt = 0
+        self.via_vpn = False
+        self.last_event: mn.Event | None = None
+        self.last_code: int | None = None
+        self.last_round_trip: float | None = None
+        self.smoke_outs = 0
+
+    def _deliver(self, event: Any) -> None:
+        self.last_event = event
+        if isinstance(event, mn.Registered):
+            self.last_code = event.code
+            self.last_round_trip = event.round_trip
+        elif isinstance(event, mn.RegistrationDenied):
+            self.last_code = event.code
+        elif isinstance(event, mn.Deregistered):
+            self.last_round_trip = event.round_trip
+        log.info("%s: %s", self.name, describe(event))
+        self.on_event(SystemEvent(self.name, event, self.attempt, self.via_vpn))
+
+    async def _bind(self, care_of_address: IPv4Address) -> MachineDriver:
+        if self._driver is not None and self._bound == care_of_address:
+            return self._driver
+        old = self._driver
+        sock = udp_socket(str(care_of_address))
+        self._driver = await open_driver(self.machine, self._deliver, sock)
+        self._bound = care_of_address
+        if old is not None:
+            old.close()
+        return self._driver
+
+    async def register(self, care_of_address: IPv4Address, *, attempt: int = 0, via_vpn: bool = False) -> None:
+        self.attempt = attempt
+        self.via_vpn = via_vpn
+        driver = await self._bind(care_of_address)
+        self.machine.register(care_of_address, asyncio.get_running_loop().time())
+        driver.poke()
+
+    async def deregister(self, source: IPv4Address, care_of_address: IPv4Address | None = None) -> None:
+        """Lifetime 0; at home the care-of address is the home address (RFC 5944 §3.6.1.2)."""
+        driver = await self._bind(source)
+        self.machine.deregister(asyncio.get_running_loop().time(), care_of_address)
+        driver.poke()
+
+    def cancel(self) -> None:
+        self.machine.cancel()
+
+    async def smoke_out(self, care_of_address: IPv4Address, timeout: float) -> mn.SmokeOutAnswer | None:
+        """Send one deliberately unauthenticated request; return the answer or None on timeout.
+
+        Uses its own socket so the real machine's replies and counters stay untouched.
+        """
+        self.smoke_outs += 1
+        probe = mn.SmokeOutProbe.build(self.config, care_of_address)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[mn.SmokeOutAnswer] = loop.create_future()
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                result = probe.classify(config, data, (addr[0], addr[1]))
+                if result is not None and not answer.done():
+                    answer.set_result(result)
+
+        config = self.config
+        transport, _ = await loop.create_datagram_endpoint(Receiver, sock=udp_socket(str(care_of_address)))
+        try:
+            transport.sendto(probe.datagram, probe.destination)
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            transport.close()
+
+    def status(self, now: float) -> dict[str, Any]:
+        binding = self.machine.binding
+        left = None
+        if binding is not None and binding.expires_at is not None:
+            left = max(0, round(binding.expires_at - now))
+        return {
+            "home_agent": str(self.config.home_agent),
+            "home_address": str(self.config.home_address),
+            "care_of_address": str(binding.care_of_address) if binding else None,
+            "state": self.machine.state.name.lower(),
+            "lifetime_left_s": left,
+            "last_code": self.last_code,
+            "last_message": describe(self.last_event) if self.last_event is not None else None,
+            "round_trip_ms": round(self.last_round_trip * 1000, 1) if self.last_round_trip is not None else None,
+            "via_vpn": self.via_vpn,
+            "counters": dict(self.machine.counters),
+        }
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+            self._bound = None
+
+
+def describe(event: mn.Event | Any) -> str:
+    if isinstance(event, mn.Registered):
+        nets = ",".join(map(str, event.mobile_networks_acked)) or "-"
+        kind = "renewed" if event.renewal else "registered"
+        return f"{kind} coa {event.care_of_address} lifetime {event.lifetime} networks {nets} rtt {event.round_trip * 1000:.0f}ms"
+    if isinstance(event, mn.Deregistered):
+        return f"deregistered (coa {event.care_of_address}) rtt {event.round_trip * 1000:.0f}ms"
+    if isinstance(event, mn.RegistrationDenied):
+        return f"denied {event.code} ({event.reason}) coa {event.care_of_address}, retry in {event.retry_at:.0f}"
+    if isinstance(event, mn.RegistrationTimeout):
+        return f"no reply after {event.attempts} attempts (coa {event.care_of_address})"
+    if isinstance(event, mn.BindingExpired):
+        return f"binding expired (coa {event.care_of_address})"
+    return repr(event)

@@ -1,0 +1,246 @@
+"""The router daemon's wiring, end to end on loopback, with fakes only where no peer exists.
+
+Real: the pure core (policy, coordinator, registration machines), real UDP sockets, real
+home-agent logic (router.mip.homeagent behind router.drive) answering on 127.0.0.x.
+Fake: the kernel (FakeBackend records the plan), the uplink driver (events injected),
+the probes (answered at once) and, for the dual system, the VPN (hands out V at once).
+No root, no namespaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from router.config import load_router_config
+from router.daemon import RouterDaemon, UplinkInfo
+from router.dataplane import ROUTER_OWNERSHIP
+from router.drive import open_driver, udp_socket
+from router.mip import homeagent as ha
+from router.mip.auth import AuthAlgorithm, SecurityAssociation
+from router.mip.identification import NTP_UNIX_OFFSET
+from router.net import FakeBackend, KernelAdapter
+from router.policy.coordinator import LanRoute
+from router.uplink import events as ue
+from router.vpn.strongswan import VpnState
+
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class InstantProber:
+    """Answers every probe on the next loop iteration."""
+
+    def __init__(self, answered: Callable[[int], None]) -> None:
+        self.answered = answered
+        self.sequence = 0
+
+    def open(self) -> None:
+        pass
+
+    def send(self) -> int:
+        self.sequence += 1
+        asyncio.get_running_loop().call_soon(self.answered, self.sequence)
+        return self.sequence
+
+    def close(self) -> None:
+        pass
+
+
+class FakeVpn:
+    def __init__(self, virtual_ip: str) -> None:
+        self.virtual_ip = IPv4Address(virtual_ip)
+        self.on_event: Any = None
+        self.ups = 0
+        self.downs = 0
+
+    def start_listener(self, loop: Any) -> None:
+        pass
+
+    def stop_listener(self) -> None:
+        pass
+
+    async def up(self) -> VpnState:
+        self.ups += 1
+        return VpnState(up=True, virtual_ip=self.virtual_ip)
+
+    async def down(self) -> None:
+        self.downs += 1
+
+
+class Firewalled:
+    """Home agent logic behind a filter on the source address (None: everything passes)."""
+
+    def __init__(self, logic: ha.HomeAgentLogic) -> None:
+        self.logic = logic
+        self.allowed: set[str] | None = None
+        self.dropped = 0
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self.allowed is not None and addr[0] not in self.allowed:
+            self.dropped += 1
+            return
+        self.logic.receive_datagram(data, addr, now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logic, name)
+
+
+async def start_home_agent(address: str, home_network: str, home_address: str, spi: int, port: int) -> Firewalled:
+    loop = asyncio.get_running_loop()
+    logic = ha.HomeAgentLogic(
+        ha.HomeAgentConfig(
+            address=IPv4Address(address),
+            home_network=IPv4Network(home_network),
+            mobile_nodes=(
+                ha.MobileNodeEntry(
+                    IPv4Address(home_address),
+                    (SecurityAssociation(spi, AuthAlgorithm.HMAC_MD5, bytes.fromhex(KEY)),),
+                    (IPv4Network("10.1.1.0/24"),) if spi == 256 else (),
+                ),
+            ),
+            # The same wall clock as the router's (both derive NTP time from the loop clock).
+            clock_offset=time.time() - loop.time() + NTP_UNIX_OFFSET,
+        )
+    )
+    wrapped = Firewalled(logic)
+    await open_driver(wrapped, lambda event: None, udp_socket(address, port))
+    return wrapped
+
+
+def write_config(tmp_path: Path, inner_port: int, outer_port: int | None) -> Path:
+    text = f"""
+[router]
+mobile_networks = ["10.1.1.0/24"]
+history_db = "{tmp_path}/history.sqlite"
+state_dir = "{tmp_path}"
+
+[inner]
+home_agent = "127.0.0.1"
+home_address = "127.0.0.50"
+spi = 256
+key = "hex:{KEY}"
+inside_prefixes = ["127.0.0.0/30"]
+port = {inner_port}
+"""
+    if outer_port is not None:
+        text += f"""
+[outer]
+home_agent = "127.0.0.4"
+home_address = "127.0.0.60"
+home_network = "127.0.0.32/27"
+spi = 257
+key = "hex:{KEY}"
+port = {outer_port}
+
+[vpn]
+connection = "corp"
+gateway = "127.0.0.5"
+"""
+    text += """
+[[uplink]]
+name = "eth"
+interface = "lo"
+kind = "ethernet"
+"""
+    path = tmp_path / "router.toml"
+    path.write_text(text)
+    return path
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def make_daemon(tmp_path: Path, inner_port: int, outer_port: int | None, vpn: Any = None) -> tuple[RouterDaemon, FakeBackend]:
+    config = load_router_config(write_config(tmp_path, inner_port, outer_port))
+    backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "lo"])
+    adapter = KernelAdapter(backend, sleep=lambda _: None)
+
+    def probes(info: UplinkInfo, answered: Callable[[int], None]) -> InstantProber:
+        return InstantProber(answered)
+
+    return RouterDaemon(config, adapter, vpn=vpn, probe_factory=probes), backend
+
+
+def test_single_system_registers_then_routes_lan_into_tunnel(tmp_path: Path) -> None:
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        home_agent = await start_home_agent("127.0.0.1", "127.0.0.0/8", "127.0.0.50", 256, port)
+        daemon, backend = make_daemon(tmp_path, port, None)
+        await daemon.start()
+        start_lines = "\n".join(backend.take_lines())
+        assert "unreachable" in start_lines, "the LAN must fail closed before any registration"
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.lan_route == LanRoute.DIRECT)
+        await wait_for(lambda: any("mip-inner" in line for line in backend.lines))
+        binding = home_agent.bindings()[IPv4Address("127.0.0.50")]
+        assert binding.care_of_address == IPv4Address("127.0.0.2")
+        assert binding.mobile_networks == (IPv4Network("10.1.1.0/24"),)
+        text = "\n".join(backend.lines)
+        assert "local 127.0.0.2" in text and "remote 127.0.0.1" in text
+        status = daemon.status()
+        assert status["registrations"]["inner"]["care_of_address"] == "127.0.0.2"
+        assert status["uplinks"][0]["active"] is True
+        assert KEY not in repr(status)
+        await daemon.stop()
+        assert backend.observe().links == frozenset()
+
+    asyncio.run(main())
+
+
+def test_dual_system_inside_outside_and_back(tmp_path: Path) -> None:
+    """Inside (direct), walk out (outer registration, VPN, inner over the VPN), come back."""
+
+    async def main() -> None:
+        inner_port, outer_port = free_port("127.0.0.1"), free_port("127.0.0.4")
+        inner_ha = await start_home_agent("127.0.0.1", "127.0.0.0/24", "127.0.0.50", 256, inner_port)
+        outer_ha = await start_home_agent("127.0.0.4", "127.0.0.0/8", "127.0.0.60", 257, outer_port)
+        vpn = FakeVpn("127.0.0.7")
+        daemon, backend = make_daemon(tmp_path, inner_port, outer_port, vpn)
+        home = IPv4Address("127.0.0.50")
+        await daemon.start()
+
+        # Inside: an inside address, and the inner HA answers it directly.
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.situation.name == "inside", 15)
+        assert daemon.lan_route == LanRoute.DIRECT and vpn.ups == 0
+        assert inner_ha.bindings()[home].care_of_address == IPv4Address("127.0.0.2")
+        backend.take_lines()
+
+        # Outside: the inner HA is reachable only through the VPN (source V).
+        inner_ha.allowed = {"127.0.0.7"}
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.9", None))
+        await wait_for(lambda: daemon.situation.name == "outside" and daemon.lan_route == LanRoute.VPN, 20)
+        assert vpn.ups == 1
+        assert outer_ha.bindings()[IPv4Address("127.0.0.60")].care_of_address == IPv4Address("127.0.0.9")
+        assert inner_ha.bindings()[home].care_of_address == IPv4Address("127.0.0.7")
+        outside = "\n".join(backend.take_lines())
+        assert "mip-outer" in outside and "remote 127.0.0.4" in outside, outside
+        assert "local 127.0.0.7" in outside, outside  # the inner tunnel now starts at V
+
+        # Back inside: the direct reply proves it; the LAN moves first, then the VPN goes.
+        inner_ha.allowed = None
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.situation.name == "inside" and vpn.downs >= 1, 20)
+        await wait_for(lambda: IPv4Address("127.0.0.60") not in outer_ha.bindings(), 10)
+        assert daemon.lan_route == LanRoute.DIRECT and daemon.virtual_ip is None
+        assert inner_ha.bindings()[home].care_of_address == IPv4Address("127.0.0.2")
+        kinds = [entry["kind"] for entry in daemon.status()["handovers"]]
+        assert "situation" in kinds
+        await daemon.stop()
+
+    asyncio.run(main())
