@@ -28,11 +28,14 @@ netns:
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m pytest -q tests/netns; \
 	else echo "netns: SKIPPED (needs root)"; exit 1; fi
 
+# Build the guest image, or reuse the cached one (keyed by a hash of its inputs).
 image:
+	scripts/deps.sh qemu
 	qemu/build-image.sh
 
+# Boot the image and run tests/qemu inside; junit lands in out/junit-guest.xml.
 guest-test: image
-	$(PY) -m qemu.run --tests tests/qemu $(ARGS)
+	$(PY) -m qemu.run --tests tests/qemu --junitxml=/out/junit-guest.xml $(ARGS)
 
 bench: deps-qemu image
 	$(PY) -m bench $(ARGS)

@@ -12,7 +12,9 @@ want=(tshark iproute2 nftables)
 for part in "$@"; do
   case "$part" in
     host) ;;
-    qemu) want+=(qemu-system-x86 qemu-utils mmdebstrap e2fsprogs xz-utils kmod iputils-ping) ;;
+    # qemu-system-data has qboot.rom (the fast PVH boot); kmod and cpio build the initramfs.
+    qemu) want+=(qemu-system-x86 qemu-system-data qemu-utils mmdebstrap e2fsprogs xz-utils kmod
+                 cpio busybox-static ca-certificates debian-archive-keyring iputils-ping) ;;
     browser) want+=(chromium) ;;
     *) echo "deps.sh: unknown part '$part' (host|qemu|browser)" >&2; exit 2 ;;
   esac
