@@ -28,7 +28,7 @@ def checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def echo_request(identifier: int, sequence: int, payload: bytes = b"mobile-router-probe") -> bytes:
