@@ -289,6 +289,7 @@ class UplinkConfig:
     apn: str | None = None
     ssids: tuple[str, ...] = ()
     probe_targets: tuple[IPv4Address, ...] = ()
+    wpa_control_dir: str = "/run/wpa_supplicant"  # wlan: wpa_supplicant's ctrl_interface
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,9 +378,12 @@ def _uplink(table: _Table) -> UplinkConfig:
         min_signal_dbm=min_signal,
         modem=modem,
         apn=apn,
-        ssids=ssids,  # type: ignore[arg-type]
+        ssids=ssids,
         probe_targets=tuple(targets),
+        wpa_control_dir=table.get("wpa_control_dir", str, "/run/wpa_supplicant"),
     )
+    if kind != "wlan" and table.has("wpa_control_dir"):
+        raise table.error("wpa_control_dir", f"only a wlan uplink has this (kind is {kind})")
     table.finish()
     return uplink
 
@@ -512,7 +516,7 @@ def load_home_agent_config(path: str | os.PathLike[str]) -> HomeAgentConfig:
     home_network = ha.network("home_network", ha.get("home_network", str, required=True))
     if address not in home_network:
         raise ha.error("address", f"{address} is not inside home_network {home_network}")
-    nodes = []
+    nodes: list[MobileNodeConfig] = []
     seen_spis: dict[int, int] = {}
     seen_homes: dict[IPv4Address, int] = {}
     for index, table in enumerate(top.tables("mobile_node")):
