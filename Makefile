@@ -3,19 +3,23 @@ SHELL := /bin/bash
 PY ?= python3
 ARGS ?=
 
-.PHONY: demo test deps deps-qemu lint unit netns guest-test image bench fuzz drills clean
+.PHONY: demo test deps deps-qemu deps-all lint unit netns browser guest-test image bench clean
 
 demo: deps-qemu image
 	$(PY) -m qemu.demo $(ARGS)
 
-# Every test: lint, pure unit tests, host namespace tests (root), then the in-guest tests.
-test: deps-qemu lint unit netns guest-test
+# Every test: lint, pure unit tests, host namespace tests (root), the status page in headless
+# Chromium, then the in-guest tests (data plane, radio, 3G, VPN).
+test: deps-all lint unit netns browser guest-test
 
 deps:
 	scripts/deps.sh host
 
 deps-qemu:
 	scripts/deps.sh host qemu
+
+deps-all:
+	scripts/deps.sh host qemu browser
 
 lint:
 	$(PY) -m ruff check router tests qemu bench
@@ -26,7 +30,10 @@ unit:
 
 netns:
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m pytest -q tests/netns; \
-	else echo "netns: SKIPPED (needs root)"; exit 1; fi
+	else echo "netns: needs root (network namespaces)"; exit 1; fi
+
+browser:
+	$(PY) -m pytest -q tests/browser
 
 # Build the guest image, or reuse the cached one (keyed by a hash of its inputs).
 image:
