@@ -196,3 +196,15 @@ def test_home_agent_rejects_overlapping_mobile_networks(tmp_path: Path) -> None:
     text = HA_TOML + "\n[[mobile_node]]" + second.replace("10.1.1.0/24", "10.1.0.0/16")
     with pytest.raises(ConfigError, match="overlaps"):
         load_home_agent_config(write(tmp_path, text, "ha.toml"))
+
+
+def test_shipped_defaults_load_once_keys_are_provisioned(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2] / "rootfs" / "etc" / "router"
+    for name in ("inner.key", "outer.key"):
+        (tmp_path / name).write_text("hex:" + "ab" * 16)
+        os.chmod(tmp_path / name, 0o600)
+    text = (root / "router.toml").read_text().replace("/etc/router/keys/", f"{tmp_path}/")
+    config = load_router_config(write(tmp_path, text, "shipped.toml"))
+    assert config.outer is not None and config.vpn is not None and len(config.uplinks) == 2
+    ha_text = (root / "ha.toml.example").read_text().replace("/etc/router/keys/", f"{tmp_path}/")
+    assert load_home_agent_config(write(tmp_path, ha_text, "ha.toml")).mobile_nodes[0].spi == 256
