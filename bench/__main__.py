@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.ha_capacity"]
+BENCHMARKS = ["bench.ha_capacity", "bench.udp_tunnel"]
 
 
 def main() -> int:
