@@ -142,3 +142,53 @@ def router_connection(local_address: str | None = None) -> dict[str, Any]:
 def router_secret() -> dict[str, Any]:
     """The vici `load-shared` message for the PSK (no owners: it matches any identity)."""
     return {"type": "IKE", "data": plan.VPN_PSK}
+
+
+# -- the product's own router-side charon ---------------------------------------------------
+# The product's files, read from the checkout (the guest mounts it at /src), so a change to
+# them needs no image rebuild. The lab adds only a log and the lab's PSK.
+PRODUCT_ROOTFS = Path(__file__).resolve().parents[2] / "rootfs"
+PRODUCT_STRONGSWAN_CONF = PRODUCT_ROOTFS / "etc/strongswan.d/mobile-router/strongswan.conf"
+PRODUCT_SWANCTL_CONF_D = PRODUCT_ROOTFS / "etc/swanctl/conf.d"
+PRODUCT_CONNECTION = "corp"
+
+PRODUCT_LAB_LOG = """
+charon {
+    filelog {
+        lab {
+            path = /run/charon.log
+            time_format = %H:%M:%S
+            default = 1
+            ike = 2
+            knl = 2
+            flush_line = yes
+        }
+    }
+}
+"""
+
+
+def product_router_client(namespace: str, run_dir: Path) -> Charon:
+    """A charon in the router namespace run with the product's strongswan.conf and swanctl
+    connection (`corp`); load it with `load_product_router_config` once charon is up.
+
+    Stands in for the image's init script; the lab's PSK is provisioned beside it in the
+    charon's run directory (the product keeps its PSK in a root-only file, never in the image).
+    """
+    charon = Charon("router-charon-product", namespace, run_dir / "charon-router-product")
+    charon.conf.write_text(f"include {PRODUCT_STRONGSWAN_CONF}\n{PRODUCT_LAB_LOG}")
+    secrets = charon.directory / "corp-psk.conf"
+    secrets.write_text(
+        f'secrets {{\n    ike-corp {{\n        id = {plan.VPN_GATEWAY_ID}\n'
+        f'        secret = "{plan.VPN_PSK}"\n    }}\n}}\n'
+    )
+    secrets.chmod(0o600)
+    (charon.directory / "swanctl.conf").write_text(
+        f"include {PRODUCT_SWANCTL_CONF_D}/*.conf\ninclude {secrets}\n"
+    )
+    return charon
+
+
+def load_product_router_config(charon: Charon) -> str:
+    """swanctl --load-all of the product's connection plus the lab's PSK; swanctl's output."""
+    return charon.swanctl("--load-all", "--noprompt", "--file", str(charon.directory / "swanctl.conf"))
