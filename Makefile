@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 ARGS ?=
 
-.PHONY: demo test deps deps-qemu deps-all lint unit netns browser guest-test image bench clean
+.PHONY: demo test deps deps-qemu deps-all lint unit netns browser guest-test image bench fuzz clean
 
 demo: deps-qemu image
 	$(PY) -m qemu.demo $(ARGS)
@@ -46,6 +46,12 @@ guest-test: image
 
 bench: deps-qemu image
 	$(PY) -m bench $(ARGS)
+
+# Long fuzzing (atheris when it installs, else Hypothesis): 10^6 executions per parser by
+# default; `make fuzz ARGS="--executions 100000 --target mip_decode"` for a shorter run.
+fuzz: deps
+	$(PY) -m pip install -q --disable-pip-version-check atheris || true
+	$(PY) -m tests.fuzz $(ARGS)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results/*.json

@@ -127,7 +127,8 @@ def parse_list_networks(reply: str) -> tuple[Network, ...]:
     networks = []
     for line in lines[1:]:
         fields = line.split("\t")
-        if len(fields) < 3 or not fields[0].isdigit():
+        # isascii(): str.isdigit() accepts '²', which int() refuses.
+        if len(fields) < 3 or not (fields[0].isascii() and fields[0].isdigit()):
             raise WpaParseError(f"network row: {line!r}")
         networks.append(Network(int(fields[0]), fields[1], fields[2],
                                 fields[3] if len(fields) > 3 else ""))
@@ -178,7 +179,8 @@ REASONS = {1: "unspecified", 2: "previous authentication no longer valid",
 
 def describe_disconnect(event: WpaEvent) -> str:
     code = event.fields.get("reason", "")
-    text = REASONS.get(int(code), f"reason {code}") if code.isdigit() else "no reason given"
+    known = code.isascii() and code.isdigit()
+    text = REASONS.get(int(code), f"reason {code}") if known else "no reason given"
     if event.fields.get("locally_generated") == "1":
         text += " (locally generated)"
     return text

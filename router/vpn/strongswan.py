@@ -58,16 +58,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _count(value: Any) -> int:
+    text = _text(value)
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
 def parse_sas(sas: Iterator[Mapping[str, Any]], connection: str) -> VpnState:
-    """Read ``list-sas`` output (one dict per IKE SA, keyed by connection name)."""
+    """Read ``list-sas`` output (one dict per IKE SA, keyed by connection name).
+
+    charon is a local peer, but its answer is still outside input: anything not shaped as
+    documented is treated as "no such SA" rather than raising.
+    """
     for entry in sas:
-        ike = entry.get(connection)
-        if ike is None:
+        ike = entry.get(connection) if isinstance(entry, Mapping) else None
+        if not isinstance(ike, Mapping):
             continue
         state = _text(ike.get("state", b""))
         if state != "ESTABLISHED":
             continue
         vips = ike.get("local-vips", [])
+        vips = vips if isinstance(vips, list) else []
         virtual_ip = None
         for vip in vips:
             try:
@@ -79,18 +89,19 @@ def parse_sas(sas: Iterator[Mapping[str, Any]], connection: str) -> VpnState:
                 break
         bytes_in = bytes_out = 0
         child_up = False
-        for child in ike.get("child-sas", {}).values():
-            if _text(child.get("state", b"")) == "INSTALLED":
+        children = ike.get("child-sas", {})
+        for child in children.values() if isinstance(children, Mapping) else ():
+            if isinstance(child, Mapping) and _text(child.get("state", b"")) == "INSTALLED":
                 child_up = True
-                bytes_in += int(_text(child.get("bytes-in", b"0")) or 0)
-                bytes_out += int(_text(child.get("bytes-out", b"0")) or 0)
+                bytes_in += _count(child.get("bytes-in", b"0"))
+                bytes_out += _count(child.get("bytes-out", b"0"))
         established = ike.get("established")
         return VpnState(
             up=True,
             virtual_ip=virtual_ip,
             local=_text(ike.get("local-host", b"")) or None,
             remote=_text(ike.get("remote-host", b"")) or None,
-            established_s=int(_text(established)) if established is not None else None,
+            established_s=_count(established) if established is not None else None,
             bytes_in=bytes_in,
             bytes_out=bytes_out,
             child_up=child_up,
