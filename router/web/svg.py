@@ -67,6 +67,8 @@ def sparkline(points: Iterable[tuple[float, float]], *, label: str, kind: str = 
     def y_of(v: float) -> float:
         if span <= 0:
             return height / 2
+        if not math.isfinite(span):  # high - low overflowed (values near the float limits)
+            return pad + (1.0 - (v / 2 - low / 2) / (high / 2 - low / 2)) * usable_h
         return pad + (1.0 - (v - low) / span) * usable_h
 
     coords = " ".join(f"{x_of(t):.1f},{y_of(v):.1f}" for t, v in data)
