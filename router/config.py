@@ -220,8 +220,13 @@ def _read_key(table: _Table) -> Secret:
     if table.has("key") == table.has("key_file"):
         raise table.error("key", "give exactly one of 'key' and 'key_file'")
     if table.has("key"):
+        raw = table.data["key"]
+        table.used.add("key")
+        if not isinstance(raw, str):
+            # Not table.get(): its message would echo the (secret) value.
+            raise table.error("key", f"expected a string, got {type(raw).__name__} (value not shown)")
         try:
-            value = _parse_key_text(table.get("key", str, required=True))
+            value = _parse_key_text(raw)
         except ValueError as exc:
             raise table.error("key", str(exc)) from None
         table.used.add("key_file")
@@ -407,6 +412,8 @@ def _open(path: str | os.PathLike[str]) -> tuple[_Source, dict[str, Any]]:
         text = file.read_text()
     except OSError as exc:
         raise ConfigError(str(file), None, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), None, "", f"not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

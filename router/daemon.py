@@ -52,6 +52,7 @@ from router.dataplane import (
 )
 from router.mip import mobilenode as mn
 from router.mip.auth import AuthAlgorithm, SecurityAssociation
+from router.mip.errors import LocalProtocolError
 from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
 from router.net import KernelAdapter, Plan
 from router.policy import coordinator as co
@@ -177,6 +178,8 @@ class RouterDaemon:
         self._probe_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._single_pending: IPv4Address | None = None
+        self._single_coa: IPv4Address | None = None  # acknowledged care-of address (single system)
+        self._stopping = False
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -204,7 +207,18 @@ class RouterDaemon:
         routes = tuple(r for info in self.uplinks.values() if (r := info.route()) is not None)
         active = self.uplinks[self.active].route() if self.active else None
         inner: Tunnel | None = None
-        if self.lan_route == co.LanRoute.DIRECT and active is not None:
+        inner_pending: Tunnel | None = None
+        if self.coordinator is None:
+            # Single system: the tunnel stays on the care-of address the home agent
+            # acknowledged until a binding for the new one is acknowledged (make-before-
+            # break); it goes only when that address's uplink is gone (fail closed).
+            if self.lan_route == co.LanRoute.DIRECT and any(r.address == self._single_coa for r in routes):
+                assert self._single_coa is not None
+                inner = Tunnel(self._single_coa, self.config.inner.home_agent)
+            pending = self._single_pending
+            if pending is not None and pending != self._single_coa and any(r.address == pending for r in routes):
+                inner_pending = Tunnel(pending, self.config.inner.home_agent)
+        elif self.lan_route == co.LanRoute.DIRECT and active is not None:
             inner = Tunnel(active.address, self.config.inner.home_agent)
         elif self.lan_route == co.LanRoute.VPN and self.virtual_ip is not None:
             inner = Tunnel(self.virtual_ip, self.config.inner.home_agent)
@@ -225,12 +239,16 @@ class RouterDaemon:
             outer_home_address=t,
             virtual_ip=self.virtual_ip if t is not None else None,
             home_uplink=active if self.at_outer_home else None,
+            lan_address=self.config.lan_address,
+            inner_pending=inner_pending,
         )
 
     async def sync_kernel(self) -> None:
-        if self.adapter is None:
+        if self.adapter is None or self._stopping:
             return
         async with self._plan_lock:
+            if self._stopping:
+                return
             plan = router_plan(self.dataplane())
             changes = await asyncio.to_thread(self.adapter.apply, plan)
             if changes:
@@ -256,6 +274,9 @@ class RouterDaemon:
 
     async def stop(self) -> None:
         log.info("stop: deregistering and removing kernel state")
+        if self.coordinator is None:
+            await self._deregister_single()
+        self._stopping = True  # no kernel sync may start now; one in flight is awaited below
         for task in list(self._probe_tasks.values()) + list(self._tasks):
             task.cancel()
         for prober in self._probers.values():
@@ -273,10 +294,25 @@ class RouterDaemon:
         if self.outer is not None:
             self.outer.close()
         if self.adapter is not None:
-            await asyncio.to_thread(self.adapter.apply, Plan())
-            self.adapter.close()
+            async with self._plan_lock:
+                await asyncio.to_thread(self.adapter.apply, Plan())
+                await asyncio.to_thread(self.adapter.close)
         if self.store is not None:
             self.store.close()
+
+    async def _deregister_single(self, timeout: float = 1.5) -> None:
+        """Graceful stop: tell the home agent to drop our binding (RFC 5944 §3.6.1.2), so
+        it stops tunnelling to us; bounded, since the home agent may be unreachable."""
+        info = self.uplinks.get(self.active) if self.active else None
+        if self.inner.machine.binding is None or info is None or info.address is None:
+            return
+        try:
+            await self.inner.deregister(info.address, info.address)
+            deadline = self.now() + timeout
+            while self.inner.machine.binding is not None and self.now() < deadline:
+                await asyncio.sleep(0.05)
+        except (OSError, LocalProtocolError) as exc:
+            log.info("stop: no deregistration: %s", exc)
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -440,7 +476,23 @@ class RouterDaemon:
             self.spawn(self.sync_kernel(), "kernel-sync")
             return
         self._single_pending = info.address
-        self.spawn(self.inner.register(info.address), "inner-register")
+        # A tunnel that decapsulates on the new address must exist when the home agent moves
+        # the binding (it does so on the Request, before we have its Reply). While the old
+        # path still carries the LAN (a planned switch), build it first, then register; when
+        # the old path is gone, every millisecond counts: both at once.
+        old_path_works = self.lan_route == co.LanRoute.DIRECT and any(
+            uplink.address == self._single_coa for uplink in self.uplinks.values() if uplink.up
+        )
+        if old_path_works and self._single_coa != info.address:
+            self.spawn(self._prepare_then_register(info.address), "inner-register")
+        else:
+            self.spawn(self.inner.register(info.address), "inner-register")
+            self.spawn(self.sync_kernel(), "kernel-sync")
+
+    async def _prepare_then_register(self, care_of_address: IPv4Address) -> None:
+        await self.sync_kernel()
+        if self._single_pending == care_of_address:
+            await self.inner.register(care_of_address)
 
     # --- coordinator --------------------------------------------------------------------------
 
@@ -588,11 +640,19 @@ class RouterDaemon:
         if isinstance(event, mn.Registered) and self.active:
             info = self.uplinks[self.active]
             if info.address == event.care_of_address:
+                moved = self._single_coa != event.care_of_address or self.lan_route != co.LanRoute.DIRECT
+                self._single_coa = event.care_of_address
+                if self._single_pending == event.care_of_address:
+                    self._single_pending = None
                 self.lan_route = co.LanRoute.DIRECT
                 self._set_situation("single", f"registered with {self.config.inner.home_agent} via {self.active}")
+                if moved:
+                    log.info("lan route -> tunnel from %s via %s (binding acknowledged)", event.care_of_address, self.active)
                 self.spawn(self.sync_kernel(), "kernel-sync")
-        elif isinstance(event, (mn.BindingExpired,)):
+        elif isinstance(event, mn.BindingExpired):
+            log.warning("lan route held: binding with %s expired", self.config.inner.home_agent)
             self.lan_route = co.LanRoute.HOLD
+            self._single_coa = None
             self.spawn(self.sync_kernel(), "kernel-sync")
         self._after_input()
 
@@ -682,7 +742,8 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
     from router.uplink.probe import IcmpProber
     from router.vpn.strongswan import StrongSwanVpn
 
-    adapter = KernelAdapter(Pyroute2Backend(ROUTER_OWNERSHIP))
+    # pyroute2's synchronous IPRoute runs its own event loop: build and use it off ours.
+    adapter = KernelAdapter(await asyncio.to_thread(Pyroute2Backend, ROUTER_OWNERSHIP))
     store = HistoryStore(config.history_db)
     vpn = StrongSwanVpn(config.vpn.vici_socket, config.vpn.connection) if config.vpn else None
 

@@ -59,6 +59,7 @@ ROUTER_OWNERSHIP = Ownership(link_prefix="mip-", protocol=201, tables=range(100,
 
 INNER_TUNNEL = "mip-inner"
 OUTER_TUNNEL = "mip-outer"
+PENDING_TUNNEL = "mip-next"
 HOME_DEVICE = "mip-home"  # dummy holding S and T (and V, installed by charon)
 
 LAN_TABLE = 100
@@ -120,6 +121,12 @@ class DataPlane:
     virtual_ip: IPv4Address | None = None  # V from IKEv2, present while the VPN is up
     #: The uplink whose gateway the VPN/outer traffic uses at the outer home network.
     home_uplink: UplinkRoute | None = None
+    #: A tunnel for a care-of address being registered (make-before-break): it only
+    #: decapsulates what the home agent sends there once it moved the binding; no route
+    #: uses it until the binding is acknowledged and it becomes ``inner``.
+    inner_pending: Tunnel | None = None
+    #: The router's own address on the LAN bridge (the DHCP server's and LAN hosts' gateway).
+    lan_address: IPv4Interface | None = None
 
 
 def _uplink_items(uplink: UplinkRoute) -> list[Route | Rule]:
@@ -134,6 +141,8 @@ def router_plan(state: DataPlane) -> Plan:
         Route(DEFAULT, table=LAN_TABLE, type=RouteType.UNREACHABLE, metric=FAIL_CLOSED_METRIC),
         Rule(RULE_INNER_HOME, table=LAN_TABLE, source=IPv4Network(state.inner_home_address)),
     ]
+    if state.lan_address is not None:
+        items.append(Address(state.lan_interface, state.lan_address))
     for network in state.mobile_networks:
         items.append(Route(network, table=LAN_TABLE, dev=state.lan_interface))
         items.append(Rule(RULE_LAN, table=LAN_TABLE, source=network))
@@ -144,6 +153,9 @@ def router_plan(state: DataPlane) -> Plan:
             Link(INNER_TUNNEL, LinkKind.IPIP, mtu=INNER_TUNNEL_MTU, tunnel=TunnelEnds(state.inner.local, state.inner.remote))
         )
         items.append(Route(DEFAULT, table=LAN_TABLE, dev=INNER_TUNNEL, src=state.inner_home_address))
+    if state.inner_pending is not None and state.inner_pending != state.inner:
+        pending = state.inner_pending
+        items.append(Link(PENDING_TUNNEL, LinkKind.IPIP, mtu=INNER_TUNNEL_MTU, tunnel=TunnelEnds(pending.local, pending.remote)))
     if state.outer_home_address is not None:
         t = state.outer_home_address
         items.append(Address(HOME_DEVICE, IPv4Interface(f"{t}/32")))

@@ -32,11 +32,60 @@ class SystemEvent:
     via_vpn: bool
 
 
+# Drop reasons of the registration machine that point at a misconfiguration (wrong key or
+# SPI, wrong home agent): worth a warning with whatever the unverified reply claims.
+AUTH_DROPS = ("bad_authenticator", "bad_authenticator_length", "unknown_spi", "no_auth_extension", "multiple_auth_extensions", "auth_extension_order")
+REGISTRATION_REPLY = 3  # RFC 5944 §3.4: Type
+
+
+class LoggingMachine:
+    """The registration machine, plus a log line for each reply it had to drop.
+
+    With a wrong key the home agent's denial (131) cannot be authenticated, so the machine
+    must discard it (RFC 5944 §3.6.2.1) and only its retransmission back-off remains; the
+    operator still needs to read why, so the unverified code is logged (never acted on).
+    """
+
+    def __init__(self, name: str, machine: mn.RegistrationMachine) -> None:
+        self.name = name
+        self.machine = machine
+        self.unverified_denials = 0
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        before = dict(self.machine.counters)
+        self.machine.receive_datagram(data, addr, now)
+        for reason, value in self.machine.counters.items():
+            if value == before.get(reason, 0) or reason not in (*AUTH_DROPS, "unexpected_source", "not_a_reply"):
+                continue
+            claim = ""
+            if len(data) >= 2 and data[0] == REGISTRATION_REPLY:
+                code = data[1]
+                text = mn.REPLY_CODE_TEXT.get(code, "unknown code")
+                claim = f": unverified denial {code} ({text})" if code >= 64 else f": unverified code {code}"
+                if code >= 64:
+                    self.unverified_denials += 1
+            hint = "; check the key and SPI" if reason in AUTH_DROPS else ""
+            log.warning("%s: reply from %s:%d dropped (%s)%s%s", self.name, addr[0], addr[1], reason.replace("_", " "), claim, hint)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        return self.machine.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.machine.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.machine.handle_timer(now)
+
+    def next_event(self) -> mn.Event | None:
+        return self.machine.next_event()
+
+
 class MobilitySystem:
     def __init__(self, name: str, config: mn.MobileNodeConfig, on_event: Callable[[SystemEvent], None]) -> None:
         self.name = name
         self.config = config
         self.machine = mn.RegistrationMachine(config)
+        self._logging = LoggingMachine(name, self.machine)
         self.on_event = on_event
         self._driver: MachineDriver | None = None
         self._bound: IPv4Address | None = None
@@ -64,7 +113,7 @@ class MobilitySystem:
             return self._driver
         old = self._driver
         sock = udp_socket(str(care_of_address))
-        self._driver = await open_driver(self.machine, self._deliver, sock)
+        self._driver = await open_driver(self._logging, self._deliver, sock)
         self._bound = care_of_address
         if old is not None:
             old.close()

@@ -92,6 +92,57 @@ def describe(event: ha.BindingEvent) -> str:
     return f"binding {b.home_address} expired: {tail}"
 
 
+# Counters of the pure logic that deserve a log line each time they move: denials (with
+# their RFC 5944 §3.4 code) and requests dropped without a reply.
+DENIAL_TEXT = {
+    128: "reason unspecified",
+    129: "administratively prohibited",
+    130: "insufficient resources",
+    131: "mobile node failed authentication",
+    133: "registration Identification mismatch",
+    134: "poorly formed request",
+    136: "unknown home agent address",
+}
+SILENT_DROPS = ("malformed", "not_a_request", "unknown_extension", "unknown_mobile_node", "foreign_home_auth")
+
+
+class LoggingLogic:
+    """The pure home agent logic, plus one log line per denial or dropped request.
+
+    The logic reports denials as counters (a denial changes no binding, so it is not a
+    binding event); this wrapper turns each counter step into a line naming the sender.
+    """
+
+    def __init__(self, logic: ha.HomeAgentLogic) -> None:
+        self.logic = logic
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        before = dict(self.logic.counters)
+        self.logic.receive_datagram(data, addr, now)
+        for name, value in self.logic.counters.items():
+            if value == before.get(name, 0):
+                continue
+            if name.startswith("denied_"):
+                code = int(name.removeprefix("denied_"))
+                log.warning(
+                    "denied %d (%s) to %s:%d (%d so far)", code, DENIAL_TEXT.get(code, "see RFC 5944 §3.4"), addr[0], addr[1], value
+                )
+            elif name in SILENT_DROPS:
+                log.warning("dropped a request from %s:%d: %s (%d so far)", addr[0], addr[1], name.replace("_", " "), value)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        return self.logic.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.logic.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.logic.handle_timer(now)
+
+    def next_event(self) -> ha.BindingEvent | None:
+        return self.logic.next_event()
+
+
 @dataclass
 class HomeAgentDaemon:
     config: HomeAgentConfig
@@ -101,6 +152,10 @@ class HomeAgentDaemon:
     driver: MachineDriver | None = field(init=False, default=None)
     _plan_dirty: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _announce: list[IPv4Address] = field(init=False, default_factory=list)
+    #: home address -> (care-of address it moved away from, until when it is still accepted)
+    _previous: dict[IPv4Address, tuple[IPv4Address, float]] = field(init=False, default_factory=dict)
+    move_grace: float = 3.0
+    _applied_previous: dict[IPv4Address, IPv4Address] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,7 +167,7 @@ class HomeAgentDaemon:
             changes = await asyncio.to_thread(self.adapter.reconcile, Plan())
             log.info("start: %d sysctl(s) set, %d leftover kernel object(s) removed", len(changed), len(changes))
         sock = udp_socket(str(self.config.address), self.config.port)
-        self.driver = await open_driver(self.logic, self._on_event, sock)
+        self.driver = await open_driver(LoggingLogic(self.logic), self._on_event, sock)
         log.info(
             "home agent %s listening on udp %d for %d mobile node(s)%s",
             self.config.address,
@@ -123,6 +178,12 @@ class HomeAgentDaemon:
 
     def _on_event(self, event: ha.BindingEvent) -> None:
         log.info("%s", describe(event))
+        if isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address:
+            loop = asyncio.get_running_loop()
+            self._previous[event.binding.home_address] = (event.previous_care_of_address, loop.time() + self.move_grace)
+            loop.call_later(self.move_grace + 0.05, self._plan_dirty.set)
+        elif isinstance(event, (ha.BindingRemoved, ha.BindingExpired)):
+            self._previous.pop(event.binding.home_address, None)
         if isinstance(event, ha.BindingAdded) or (
             isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address
         ):
@@ -137,9 +198,20 @@ class HomeAgentDaemon:
             if self.adapter is None:
                 self._announce.clear()
                 continue
-            plan = home_agent_plan(self.logic.bindings().values(), self.config.address, self.config.home_interface)
+            now = asyncio.get_running_loop().time()
+            self._previous = {home: (old, until) for home, (old, until) in self._previous.items() if until > now}
+            previous = {home: old for home, (old, _) in self._previous.items()}
+            bindings = list(self.logic.bindings().values())
+            plan = home_agent_plan(bindings, self.config.address, self.config.home_interface, previous)
             try:
+                if any(self._applied_previous.get(home) != old for home, old in previous.items()):
+                    # The binding's tunnel must leave the old care-of address before a
+                    # tunnel to it can be added (the kernel refuses two with equal ends).
+                    kept = {h: o for h, o in previous.items() if self._applied_previous.get(h) == o}
+                    base = home_agent_plan(bindings, self.config.address, self.config.home_interface, kept)
+                    await asyncio.to_thread(self.adapter.apply, base)
                 await asyncio.to_thread(self.adapter.apply, plan)
+                self._applied_previous = previous
             except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
                 log.error("kernel plan not applied: %s", exc)
                 await asyncio.sleep(1.0)
@@ -160,7 +232,7 @@ class HomeAgentDaemon:
         if self.adapter is not None:
             changes = await asyncio.to_thread(self.adapter.teardown)
             log.info("stop: removed %d kernel object(s)", len(changes))
-            self.adapter.close()
+            await asyncio.to_thread(self.adapter.close)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -180,7 +252,8 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
         from router.net.arp import send_gratuitous_arp
         from router.net.kernel import Pyroute2Backend
 
-        adapter = KernelAdapter(Pyroute2Backend(HA_OWNERSHIP, netns=args.netns))
+        # pyroute2's synchronous IPRoute runs its own event loop: build and use it off ours.
+        adapter = KernelAdapter(await asyncio.to_thread(Pyroute2Backend, HA_OWNERSHIP, args.netns))
 
         def arp(ifname: str, address: IPv4Address) -> None:
             send_gratuitous_arp(ifname, address, netns=args.netns)

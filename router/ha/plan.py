@@ -17,7 +17,7 @@ exists; until then the daemon refuses UDP tunnelling (the config flag stays off)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from router.mip.homeagent import Binding
@@ -45,10 +45,29 @@ def binding_plan(binding: Binding, home_agent: IPv4Address, home_interface: str 
     return Plan.of(*items)
 
 
-def home_agent_plan(bindings: Iterable[Binding], home_agent: IPv4Address, home_interface: str | None) -> Plan:
+def previous_tunnel_name(home_address: IPv4Address) -> str:
+    """``mip-0a0a0032p``: the decapsulation-only tunnel from a moved node's old care-of address."""
+    return f"{tunnel_name(home_address)}p"
+
+
+def home_agent_plan(
+    bindings: Iterable[Binding],
+    home_agent: IPv4Address,
+    home_interface: str | None,
+    previous: Mapping[IPv4Address, IPv4Address] | None = None,
+) -> Plan:
+    """``previous``: home address -> the care-of address it just moved away from. For a short
+    grace period the kernel keeps accepting (decapsulating) reverse-tunnelled packets from it,
+    so LAN packets the router still sends on the old path until it has the Reply are not
+    lost (make-before-break for the upstream direction). No route points into it."""
     plan = Plan()
     for binding in bindings:
         plan = plan | binding_plan(binding, home_agent, home_interface)
+        old = (previous or {}).get(binding.home_address)
+        if old is not None and old != binding.care_of_address and not binding.udp_tunnel:
+            plan = plan | Plan.of(
+                Link(previous_tunnel_name(binding.home_address), LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=old))
+            )
     return plan
 
 

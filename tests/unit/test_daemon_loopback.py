@@ -202,6 +202,46 @@ def test_single_system_registers_then_routes_lan_into_tunnel(tmp_path: Path) -> 
     asyncio.run(main())
 
 
+def test_single_system_moves_the_tunnel_only_after_the_new_binding_is_acknowledged(tmp_path: Path) -> None:
+    """Make-before-break: a planned switch keeps the LAN on the old care-of address until
+    the home agent acknowledged the new one; the router's LAN address is in the plan."""
+
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        home_agent = await start_home_agent("127.0.0.1", "127.0.0.0/8", "127.0.0.50", 256, port)
+        path = write_config(tmp_path, port, None)
+        path.write_text(path.read_text() + '\n[[uplink]]\nname = "wifi"\ninterface = "lo"\nkind = "ethernet"\npriority = 10\n')
+        config = load_router_config(path)
+        backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "lo"])
+        adapter = KernelAdapter(backend, sleep=lambda _: None)
+        daemon = RouterDaemon(config, adapter, probe_factory=lambda info, answered: InstantProber(answered))
+        await daemon.start()
+        assert any("10.1.1.1/24 dev br-lan" in line for line in backend.take_lines())
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: any("local 127.0.0.2" in line for line in backend.lines))
+        home_agent.allowed = {"127.0.0.2"}  # the new path's requests get lost for now
+        daemon.on_uplink_event(ue.LinkUp("wifi", "lo", "127.0.0.3", None))
+        await asyncio.sleep(0.2)  # wifi probed UP
+        daemon.policy.prefer("wifi", daemon.now())
+        daemon._after_input()
+        await wait_for(lambda: daemon.active == "wifi")
+        await wait_for(lambda: home_agent.dropped >= 1)
+        await asyncio.sleep(0.1)
+        assert not any("mip-inner" in line and "local 127.0.0.3" in line for line in backend.lines), \
+            "tunnel moved before the ack"
+        assert daemon.dataplane().inner is not None and daemon.dataplane().inner.local == IPv4Address("127.0.0.2")
+        # ... but a decapsulating tunnel on the new address is ready for the home agent's move.
+        assert any("add mip-next" in line and "local 127.0.0.3" in line for line in backend.lines)
+        home_agent.allowed = None  # the retransmission gets through
+        await wait_for(lambda: any("mip-inner" in line and "local 127.0.0.3" in line for line in backend.lines))
+        await wait_for(lambda: any("del mip-next" in line for line in backend.lines))
+        assert {link.name for link in backend.observe().links} == {"mip-home", "mip-inner"}
+        assert home_agent.bindings()[IPv4Address("127.0.0.50")].care_of_address == IPv4Address("127.0.0.3")
+        await daemon.stop()
+
+    asyncio.run(main())
+
+
 def test_dual_system_inside_outside_and_back(tmp_path: Path) -> None:
     """Inside (direct), walk out (outer registration, VPN, inner over the VPN), come back."""
 

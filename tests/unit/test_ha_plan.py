@@ -6,7 +6,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 from router.ha.daemon import HA_OWNERSHIP
-from router.ha.plan import home_agent_plan, tunnel_name
+from router.ha.plan import home_agent_plan, previous_tunnel_name, tunnel_name
 from router.mip.homeagent import Binding
 from router.net import FakeBackend, KernelAdapter
 
@@ -68,3 +68,24 @@ def test_udp_tunnelled_binding_has_no_kernel_path_yet() -> None:
 def test_no_home_interface_means_no_proxy_arp() -> None:
     plan = home_agent_plan([replace(binding(), mobile_networks=())], HA, None)
     assert not plan.proxy_arp and len(plan.routes) == 1
+
+
+def test_a_moved_binding_keeps_a_decapsulating_tunnel_from_the_old_care_of_address() -> None:
+    home = IPv4Address("10.10.0.50")
+    moved = binding("100.64.0.10")
+    plan = home_agent_plan([moved], HA, "eth0", {home: IPv4Address("198.51.100.20")})
+    links = {link.name: link for link in plan.links}
+    assert set(links) == {tunnel_name(home), previous_tunnel_name(home)}
+    old = links[previous_tunnel_name(home)].tunnel
+    assert old is not None and (old.local, old.remote) == (HA, IPv4Address("198.51.100.20"))
+    # No route uses it: it only decapsulates what the router still sends on the old path.
+    assert all(route.dev == tunnel_name(home) for route in plan.routes)
+    # Back on the old address within the grace period: one tunnel (the kernel refuses twins).
+    back = home_agent_plan([binding("198.51.100.20")], HA, "eth0", {home: IPv4Address("198.51.100.20")})
+    assert {link.name for link in back.links} == {tunnel_name(home)}
+    kernel, _ = adapter()
+    kernel.apply(home_agent_plan([binding("198.51.100.20")], HA, "eth0"))
+    kernel.apply(home_agent_plan([moved], HA, "eth0"))  # the move first, as the daemon does
+    kernel.apply(plan)
+    kernel.apply(home_agent_plan([moved], HA, "eth0"))  # grace over
+    assert {link.name for link in kernel.backend.observe().links} == {tunnel_name(home)}

@@ -1,0 +1,218 @@
+"""The product in the lab: config files for the home agent and the router, and their daemons.
+
+    with World(static_lan=False) as world:
+        product = Product(world)                 # writes configs and 0600 key files
+        product.start_home_agent()               # python3 -m router.ha in outer-ha
+        product.start_router()                   # python3 -m router in the router namespace
+        product.wait_router_log("inner: registered")
+        product.stop_router(signal.SIGKILL); product.start_router()   # crash and restart
+
+Single-system design for the lab (issue 4): the home agent is the *outer* HA host
+(192.0.2.1, home network = the DMZ, home interface = outer-ha's eth0), because the inner HA
+is unreachable from outside without the VPN. The router's [inner] system points at it, with
+home address 192.0.2.50 and the mobile network 10.1.1.0/24. Uplinks: wlan0 (the lab's
+wpa_supplicant, SSID "hotspot" only) and ppp0 (the lab's emulated modem).
+
+The daemons are `shell.Daemon`s (own session: a stop ends their children too, so a SIGKILL
+of the router also takes its pppd, udhcpc and dnsmasq, like a crashed process group).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import plan
+from .shell import Daemon, LabError, wait_until
+from .world import World
+
+HOME_ADDRESS = "192.0.2.50"
+HOME_NETWORK = "192.0.2.0/24"
+HOME_INTERFACE = "eth0"  # outer-ha's device on the DMZ
+SPI = 300
+KEY = "00112233445566778899aabbccddeeff"
+WRONG_KEY = "ffeeddccbbaa99887766554433221100"
+SOURCE = Path("/src")  # the repository inside the guest
+
+
+@dataclass(frozen=True, slots=True)
+class RouterOptions:
+    """What a test may vary in the router's config."""
+
+    key: str = KEY
+    lifetime: int = 30  # short: renewals (and recovery after an HA restart) come quickly
+    wlan_ssids: tuple[str, ...] = ("hotspot",)
+
+
+def write_secret(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def home_agent_config(key_file: Path, max_lifetime: int = 600) -> str:
+    return f"""[home_agent]
+address = "{plan.OUTER_HA_ADDRESS}"
+home_network = "{HOME_NETWORK}"
+home_interface = "{HOME_INTERFACE}"
+max_lifetime = {max_lifetime}
+
+[[mobile_node]]
+home_address = "{HOME_ADDRESS}"
+spi = {SPI}
+key_file = "{key_file}"
+algorithm = "hmac-md5"
+mobile_networks = ["{plan.LAN_PREFIX}"]
+"""
+
+
+def router_config(run_dir: Path, key_file: Path, wpa_control_dir: Path, modem: Path,
+                  options: RouterOptions) -> str:
+    ssids = ", ".join(f'"{s}"' for s in options.wlan_ssids)
+    return f"""[router]
+lan_interface = "{plan.ROUTER_LAN_BRIDGE}"
+lan_address = "{plan.ROUTER_LAN_ADDRESS}/24"
+mobile_networks = ["{plan.LAN_PREFIX}"]
+history_db = "{run_dir / 'history.sqlite'}"
+state_dir = "{run_dir / 'state'}"
+control_socket = "{run_dir / 'control.sock'}"
+
+[inner]
+home_agent = "{plan.OUTER_HA_ADDRESS}"
+home_address = "{HOME_ADDRESS}"
+spi = {SPI}
+key_file = "{key_file}"
+algorithm = "hmac-md5"
+lifetime = {options.lifetime}
+
+[[uplink]]
+name = "wlan"
+interface = "{plan.ROUTER_WLAN}"
+kind = "wlan"
+priority = 10
+metered = false
+ssids = [{ssids}]
+wpa_control_dir = "{wpa_control_dir}"
+
+[[uplink]]
+name = "cell"
+interface = "ppp0"
+kind = "3g"
+modem = "{modem}"
+apn = "{plan.CELL_APN}"
+priority = 50
+metered = true
+
+[web]
+listen = "{plan.ROUTER_LAN_ADDRESS}:80"
+"""
+
+
+class Product:
+    """Config files and daemons of the product in one lab world."""
+
+    def __init__(self, world: World, options: RouterOptions | None = None) -> None:
+        self.world = world
+        self.run_dir = world.run_dir / "product"
+        self.ha_dir = self.run_dir / "ha"
+        self.router_dir = self.run_dir / "router"
+        for directory in (self.ha_dir, self.router_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o700)
+        ha_key = write_secret(self.ha_dir / "mn.key", f"hex:{KEY}")
+        self.ha_config = self.ha_dir / "ha.toml"
+        self.ha_config.write_text(home_agent_config(ha_key))
+        self.router_config = self.router_dir / "router.toml"
+        self.configure_router(options or RouterOptions())
+        env = {"PYTHONPATH": str(SOURCE), "PYTHONUNBUFFERED": "1"}
+        self.home_agent = Daemon(
+            "router.ha", ["python3", "-m", "router.ha", "--config", str(self.ha_config)],
+            self.ha_dir / "ha.log", world.ns("outer-ha"),
+            ready=lambda: self._log_has(self.home_agent, "listening on udp"),
+            ready_timeout=60, env=env)
+        self.router = Daemon(
+            "router", ["python3", "-m", "router", "--config", str(self.router_config)],
+            self.router_dir / "router.log", world.ns("router"),
+            ready=lambda: self._log_has(self.router, "router running"),
+            ready_timeout=90, env=env)
+        # Where each daemon's current run starts in its log (logs are appended to).
+        self._marks: dict[str, int] = {}
+
+    def configure_router(self, options: RouterOptions) -> None:
+        """(Re)write the router's config; takes effect at the next start."""
+        key = write_secret(self.router_dir / "inner.key", f"hex:{options.key}")
+        assert self.world.cellular is not None, "the product needs the lab's 3G line"
+        self.router_config.write_text(router_config(
+            self.router_dir, key, self.world.router.station.control_dir,
+            self.world.cellular.router_tty, options))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _start(self, daemon: Daemon) -> float:
+        self._marks[daemon.name] = daemon.log_path.stat().st_size if daemon.log_path.exists() else 0
+        return daemon.start()
+
+    def start_home_agent(self) -> float:
+        return self._start(self.home_agent)
+
+    def stop_home_agent(self, signum: int = signal.SIGTERM) -> None:
+        self.home_agent.stop(signum)
+
+    def restart_home_agent(self, signum: int = signal.SIGKILL) -> float:
+        """Kill (by default without any cleanup) and start again: the bindings are lost."""
+        self.home_agent.stop(signum)
+        return self.start_home_agent()
+
+    def start_router(self) -> float:
+        # wpa_supplicant runs for the interface before the router, as on OpenWrt.
+        self.world.router.station.ensure_running()
+        return self._start(self.router)
+
+    def stop_router(self, signum: int = signal.SIGTERM) -> None:
+        self.router.stop(signum, timeout=20)
+
+    def restart_router(self, signum: int = signal.SIGKILL) -> float:
+        self.stop_router(signum)
+        return self.start_router()
+
+    def stop(self) -> None:
+        self.stop_router()
+        self.stop_home_agent()
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def log(self, daemon: Daemon, whole: bool = False) -> str:
+        """The daemon's log: this run's part, or everything since the world began."""
+        if not daemon.log_path.exists():
+            return ""
+        text = daemon.log_path.read_text(errors="replace")
+        return text if whole else text[self._marks.get(daemon.name, 0):]
+
+    def router_log(self, whole: bool = False) -> str:
+        return self.log(self.router, whole)
+
+    def ha_log(self, whole: bool = False) -> str:
+        return self.log(self.home_agent, whole)
+
+    def _log_has(self, daemon: Daemon, text: str) -> bool:
+        return text in self.log(daemon)
+
+    def wait_log(self, daemon: Daemon, text: str, timeout: float, count: int = 1) -> float:
+        """Wait until `text` appears `count` times in this run's log; seconds waited."""
+        def seen() -> bool:
+            if not daemon.running:
+                raise LabError(f"{daemon.name} died:\n{daemon.log_tail(40)}")
+            return self.log(daemon).count(text) >= count
+        return wait_until(seen, timeout, f"{text!r} x{count} in the {daemon.name} log",
+                          interval=0.2, on_timeout=lambda: daemon.log_tail(40))
+
+    def wait_router_log(self, text: str, timeout: float = 60.0, count: int = 1) -> float:
+        return self.wait_log(self.router, text, timeout, count)
+
+    def wait_ha_log(self, text: str, timeout: float = 60.0, count: int = 1) -> float:
+        return self.wait_log(self.home_agent, text, timeout, count)

@@ -1,0 +1,384 @@
+"""The product end to end in the lab, one Mobile IP system (issue 4, items 2 and 4), in the guest.
+
+The home agent (`python3 -m router.ha`) runs in outer-ha (192.0.2.1, home network the DMZ);
+the router daemon (`python3 -m router`) runs in the router namespace with a wlan uplink (the
+lab's wpa_supplicant, SSID "hotspot") and a 3G uplink (the lab's modem and operator). The
+correspondent is the internet core (203.0.113.1, namespace `inet`), which reaches the mobile
+network 10.1.1.0/24 through the home agent (a route added here, test setup only).
+
+Steps, in order, on one world (each depends on the previous state):
+(a) lan-host gets its lease from the router's dnsmasq;
+(b) lan-host reaches the correspondent through the home agent, which sees lan-host's address;
+(c)+(d) a 50 pps UDP stream and a TCP line-echo session survive 3G -> hotspot -> 3G, driven
+    only by lab knobs (the router's policy chooses); the gap of each switch is printed; a
+    capture on both uplinks shows nothing but tunnelled packets to the home agent, DHCP, ARP
+    and ICMP probes to the gateways;
+(e) the home agent is killed and restarted (bindings lost): the router recovers; the router is
+    killed (SIGKILL) and restarted: it reconciles the kernel without duplicates and recovers;
+(f) a router with a wrong key is denied 131, both sides log it, and it backs off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from qemu.lab import World, plan
+from qemu.lab.product import HOME_ADDRESS, WRONG_KEY, Product, RouterOptions
+from qemu.lab.shell import Daemon, LabError, run, wait_until
+from qemu.lab.testing import report
+
+pytestmark = pytest.mark.guest
+
+TIMINGS: dict[str, float] = {}
+CORRESPONDENT = plan.INTERNET_CORE_ADDRESS
+HA = plan.OUTER_HA_ADDRESS
+UDP_PORT = 9000
+TCP_PORT = 9001
+RATE = 50  # packets per second
+
+# One small program, four roles; run with the guest's python3 in a namespace.
+TRAFFIC = r'''
+import socket, sys, time, os
+role = sys.argv[1]
+if role == "udp-recv":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", int(sys.argv[2])))
+    out = open(sys.argv[3], "w", buffering=1)
+    print("ready", flush=True)
+    while True:
+        data, addr = s.recvfrom(2048)
+        out.write(f"{data.split()[0].decode()} {time.monotonic():.4f} {addr[0]}\n")
+elif role == "udp-send":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rate = float(sys.argv[4]); seq = 0; start = time.monotonic()
+    print("ready", flush=True)
+    while True:
+        try:
+            s.sendto(f"{seq} {time.monotonic():.4f}".encode(), (sys.argv[2], int(sys.argv[3])))
+        except OSError:
+            pass  # no route for a moment (the LAN fails closed): the sequence shows it
+        seq += 1
+        time.sleep(max(0.0, start + seq / rate - time.monotonic()))
+elif role == "tcp-serve":
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", int(sys.argv[2]))); srv.listen(1)
+    print("ready", flush=True)
+    conn, addr = srv.accept()
+    print("peer", addr[0], flush=True)
+    f = conn.makefile("rb")
+    for line in f:
+        conn.sendall(line)
+    print("closed", flush=True)
+elif role == "tcp-client":
+    stop = sys.argv[4]
+    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=30)
+    c.settimeout(300)
+    f = c.makefile("rb")
+    print("ready", flush=True)
+    n = 0
+    try:
+        while not os.path.exists(stop):
+            c.sendall(f"line {n}\n".encode())
+            if f.readline() != f"line {n}\n".encode():
+                print("SESSION BROKEN: wrong echo", flush=True); sys.exit(1)
+            n += 1
+            time.sleep(0.1)
+    except OSError as e:
+        print(f"SESSION BROKEN after {n} lines: {e}", flush=True); sys.exit(1)
+    c.close()
+    print(f"SESSION OK {n} lines", flush=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    if not Path("/src").is_dir():
+        raise RuntimeError("tests/qemu run inside the QEMU guest")
+    lab = World(static_lan=False)
+    TIMINGS.update(lab.up())
+    try:
+        yield lab
+    finally:
+        lab.down()
+        TIMINGS["world down"] = lab.last_down_seconds
+        report(request, TIMINGS)
+
+
+@pytest.fixture(scope="module")
+def product(world: World) -> Iterator[Product]:
+    # Start on 3G: the hotspot is out of range until the switching step brings it up.
+    world.ap_down("hotspot")
+    # The correspondent reaches the mobile network through the home agent (test setup only).
+    run(["ip", "-n", world.ns("inet"), "route", "replace", plan.LAN_PREFIX, "via", HA])
+    product = Product(world)
+    TIMINGS["home agent start"] = product.start_home_agent()
+    TIMINGS["router start -> running"] = product.start_router()
+    TIMINGS["router running -> registered via cell"] = product.wait_router_log(
+        "lan route -> tunnel from", timeout=120)
+    try:
+        yield product
+    finally:
+        print("\n--- router log (tail)\n" + product.router.log_tail(60))
+        print("\n--- home agent log (tail)\n" + product.home_agent.log_tail(30))
+        product.stop()
+
+
+def lan_ping(world: World, count: int = 3) -> bool:
+    return world.ping("lan-host", CORRESPONDENT, count=count, interval=0.2, wait=1.0).ok
+
+
+def wait_lan_path(world: World, timeout: float, what: str) -> float:
+    return wait_until(lambda: lan_ping(world, 1), timeout, what, interval=0.2)
+
+
+# -- (a) and (b) -----------------------------------------------------------------------------
+
+def test_lan_host_gets_a_lease_and_reaches_the_correspondent_through_the_home_agent(
+        world: World, product: Product) -> None:
+    lease = world.lan_host_dhcp(timeout=30)
+    TIMINGS["lan-host DHCP lease"] = lease.seconds
+    address = ipaddress.ip_address(lease.address)
+    assert address in ipaddress.ip_network(plan.LAN_PREFIX), lease
+    assert (lease.gateway, lease.prefix_length) == (plan.ROUTER_LAN_ADDRESS, 24), lease
+    assert lease.address in (product.router_dir / "state" / "dnsmasq" / "leases").read_text()
+
+    TIMINGS["lan-host -> correspondent path up"] = wait_lan_path(world, 30, "lan-host to reach inet")
+    with world.capture("inet", "oha0", f"host {lease.address}") as at_core, \
+            world.capture("outer-ha", "eth0", f"host {plan.CELL_SUBSCRIBER_ADDRESS}") as at_ha:
+        assert lan_ping(world, 5)
+    # The correspondent sees the LAN host's own address, arriving from the home agent's link.
+    assert at_core.count(rf"IP {re.escape(lease.address)} > {re.escape(CORRESPONDENT)}: ICMP echo request") >= 3, at_core.lines
+    assert at_core.count(rf"IP {re.escape(CORRESPONDENT)} > {re.escape(lease.address)}: ICMP echo reply") >= 3, at_core.lines
+    # ... and it got there inside the tunnel from the router's care-of address (3G).
+    tunnelled = rf"IP {re.escape(plan.CELL_SUBSCRIBER_ADDRESS)} > {re.escape(HA)}: IP {re.escape(lease.address)} > "
+    assert at_ha.count(tunnelled) >= 3, at_ha.lines
+    log = product.ha_log()
+    assert f"binding {HOME_ADDRESS} added: coa {plan.CELL_SUBSCRIBER_ADDRESS}" in log, log
+    assert "networks 10.1.1.0/24" in log
+
+
+# -- (c) and (d) -----------------------------------------------------------------------------
+
+@dataclass
+class Arrival:
+    seq: int
+    at: float
+
+
+def read_arrivals(path: Path) -> list[Arrival]:
+    arrivals = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            arrivals.append(Arrival(int(fields[0]), float(fields[1])))
+    return arrivals
+
+
+def largest_gap(arrivals: list[Arrival], start: float, end: float) -> tuple[float, int]:
+    """Largest inter-arrival time (ms) in [start, end] and the packets missing in it."""
+    window = [a for a in arrivals if start - 1.0 <= a.at <= end]
+    worst, lost = 0.0, 0
+    for before, after in itertools.pairwise(window):
+        if after.at < start:
+            continue
+        gap = (after.at - before.at) * 1000
+        if gap > worst:
+            worst, lost = gap, max(0, after.seq - before.seq - 1)
+    return worst, lost
+
+
+def allowed_on_uplink(line: str, gateways: set[str]) -> bool:
+    """Only what may leave the router on an uplink: the tunnel/registrations to the home
+    agent, DHCP, ARP, and ICMP probes with the gateway. IPv6 link-local chatter is allowed."""
+    if " ARP," in line or re.match(r"\d+ packets (captured|received|dropped)", line):
+        return True  # (tcpdump's closing statistics start with a digit too)
+    if " IP6 " in line:
+        return bool(re.search(r"IP6 (fe80:|::)", line)) and "10.1.1." not in line
+    match = re.search(r" IP (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))? > (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))?:", line)
+    if match is None:
+        return False
+    source, sport, destination, dport = match.groups()
+    if HA in (source, destination):
+        return True
+    if {sport, dport} <= {"67", "68"}:
+        return True
+    return " ICMP echo" in line and bool({source, destination} & gateways)
+
+
+def test_traffic_survives_3g_hotspot_3g_and_stays_in_the_tunnel(
+        world: World, product: Product, out_dir: Path) -> None:
+    script = world.run_dir / "traffic.py"
+    script.write_text(TRAFFIC)
+    arrivals = world.run_dir / "udp-arrivals.txt"
+    stop_file = world.run_dir / "tcp-stop"
+    stop_file.unlink(missing_ok=True)
+
+    def role(name: str, host: str, *args: str) -> Daemon:
+        log = world.run_dir / f"{name}.log"
+        return Daemon(name, ["python3", str(script), *args], log, world.ns(host),
+                      ready=lambda: "ready" in log.read_text(), ready_timeout=30)
+
+    daemons: list[Daemon] = []
+    for name, host, args in (("udp-recv", "inet", ("udp-recv", str(UDP_PORT), str(arrivals))),
+                             ("tcp-serve", "inet", ("tcp-serve", str(TCP_PORT))),
+                             ("udp-send", "lan-host", ("udp-send", CORRESPONDENT, str(UDP_PORT), str(RATE))),
+                             ("tcp-client", "lan-host", ("tcp-client", CORRESPONDENT, str(TCP_PORT), str(stop_file)))):
+        daemon = role(name, host, *args)
+        daemon.start()
+        daemons.append(daemon)
+    client = daemons[3]
+    gaps: dict[str, tuple[float, int]] = {}
+    try:
+        with world.capture("router", "ppp0") as on_cell, world.capture("router", "wlan0") as on_wlan:
+            time.sleep(3)
+            # 3G -> hotspot: the hotspot comes into range; the router's policy moves by itself.
+            switched = len(re.findall("lan route -> tunnel from", product.router_log()))
+            t_up = time.monotonic()
+            world.ap_up("hotspot")
+            product.wait_router_log("lan route -> tunnel from 198.51.100.", timeout=90)
+            TIMINGS["hotspot up -> LAN on the hotspot tunnel"] = time.monotonic() - t_up
+            time.sleep(3)
+            gaps["3G -> hotspot"] = largest_gap(read_arrivals(arrivals), t_up, time.monotonic())
+            # hotspot -> 3G: the hotspot goes away (deauthentication).
+            t_down = time.monotonic()
+            world.ap_down("hotspot")
+            product.wait_router_log(f"lan route -> tunnel from {plan.CELL_SUBSCRIBER_ADDRESS}",
+                                    timeout=90, count=2)
+            TIMINGS["hotspot down -> LAN on the 3G tunnel"] = time.monotonic() - t_down
+            time.sleep(3)
+            gaps["hotspot -> 3G"] = largest_gap(read_arrivals(arrivals), t_down, time.monotonic())
+            assert len(re.findall("lan route -> tunnel from", product.router_log())) == switched + 2
+        stop_file.write_text("stop")
+        client.wait_exit(60)
+    finally:
+        for daemon in reversed(daemons):
+            daemon.stop(signal.SIGKILL)
+    final = read_arrivals(arrivals)
+    for what, (gap, lost) in gaps.items():
+        print(f"switch {what}: largest gap {gap:.0f} ms, {lost} packet(s) lost at 50 pps")
+        TIMINGS[f"switch {what}: largest UDP gap (s)"] = gap / 1000
+    (out_dir / "udp-arrivals.txt").write_text(arrivals.read_text())
+    (out_dir / "capture-ppp0.txt").write_text("\n".join(on_cell.lines))
+    (out_dir / "capture-wlan0.txt").write_text("\n".join(on_wlan.lines))
+    (out_dir / "router.log").write_text(product.router_log(whole=True))
+
+    # The TCP session survived every switch, and the stream resumed after each one.
+    assert "SESSION OK" in client.log_tail(3), client.log_tail(10)
+    assert final and final[-1].at > t_down, "the UDP stream did not resume after hotspot -> 3G"
+    assert any(a.at > t_up for a in final if a.at < t_down), "no UDP packet between the switches"
+    assert {line.split()[2] for line in arrivals.read_text().splitlines() if len(line.split()) == 3} \
+        == {lan_host_address(world)}, "the correspondent saw another source than lan-host"
+
+    # Nothing but the tunnel, registrations, DHCP, ARP and probes on the uplinks.
+    gateways = {plan.CELL_GATEWAY_ADDRESS, "198.51.100.1"}
+    for name, capture in (("ppp0", on_cell), ("wlan0", on_wlan)):
+        bad = [line for line in capture.lines if not allowed_on_uplink(line, gateways)]
+        assert not bad, f"{name}: packets outside the tunnel:\n" + "\n".join(bad[:20])
+        assert capture.count(rf" IP \S+ > {re.escape(HA)}: IP 10\.1\.1\.") > 0, f"{name}: no tunnelled LAN traffic"
+        clear = [line for line in capture.lines if re.search(r" IP 10\.1\.1\.\d+(\.\d+)? > ", line)
+                 and not re.search(rf" > {re.escape(HA)}: IP 10\.1\.1\.", line)]
+        assert not clear, f"{name}: LAN addresses in clear:\n" + "\n".join(clear[:20])
+
+
+def lan_host_address(world: World) -> str:
+    output = world.exec("lan-host", ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+    match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", output)
+    assert match, output
+    return match.group(1)
+
+
+# -- (e) -------------------------------------------------------------------------------------
+
+def test_home_agent_restart_loses_bindings_and_the_router_recovers(
+        world: World, product: Product) -> None:
+    assert lan_ping(world)
+    restarted = time.monotonic()
+    product.restart_home_agent(signal.SIGKILL)
+    TIMINGS["home agent restart (SIGKILL + start)"] = time.monotonic() - restarted
+    started = time.monotonic()
+    # The new home agent knows nothing: no tunnel until the router registers again.
+    TIMINGS["HA restarted -> binding added again"] = product.wait_ha_log(
+        f"binding {HOME_ADDRESS} added", timeout=120)
+    TIMINGS["HA restarted -> LAN traffic flows again"] = \
+        time.monotonic() - started + wait_lan_path(world, 60, "traffic after the HA restart")
+    print(f"home agent restart: traffic flows again {TIMINGS['HA restarted -> LAN traffic flows again']:.1f} s "
+          "after the new home agent listens")
+
+
+def owned_kernel_state(world: World) -> dict[str, list[str]]:
+    rules = [line for line in world.exec("router", ["ip", "rule"]).splitlines()
+             if 1000 <= int(line.split(":")[0]) < 1100]
+    routes = world.exec("router", ["ip", "route", "show", "table", "all"]).splitlines()
+    links = [line.split(":")[1].strip().split("@")[0]
+             for line in world.exec("router", ["ip", "-o", "link"]).splitlines()]
+    addresses = world.exec("router", ["ip", "-4", "-o", "addr"]).split("\n")
+    return {
+        "rules": sorted(rules),
+        "owned routes": sorted(r for r in routes if "proto 201" in r),
+        "all routes": sorted(r for r in routes if "ppp0" not in r or "proto 201" in r),
+        "mip links": sorted(name for name in links if name.startswith("mip-")),
+        "addresses": sorted(" ".join(a.split()[1:4]) for a in addresses
+                            if a and ("mip-" in a or "br-lan" in a)),
+    }
+
+
+def test_router_killed_and_restarted_reconciles_and_recovers(world: World, product: Product) -> None:
+    assert lan_ping(world)
+    before = owned_kernel_state(world)
+    assert before["mip links"] == ["mip-home", "mip-inner"], before
+    product.stop_router(signal.SIGKILL)
+    left_behind = owned_kernel_state(world)
+    assert left_behind["mip links"] == before["mip links"]  # a crash cleans up nothing
+    started = time.monotonic()
+    product.start_router()
+    assert "kernel reconciled" in product.router_log()
+    product.wait_router_log("lan route -> tunnel from", timeout=120)
+    TIMINGS["router restarted -> registered"] = time.monotonic() - started
+    TIMINGS["router restarted -> LAN traffic flows again"] = \
+        time.monotonic() - started + wait_lan_path(world, 60, "traffic after the router restart")
+    after = owned_kernel_state(world)
+    for kind in before:
+        assert after[kind] == before[kind], f"{kind} before/after the router restart differ"
+    for kind in ("rules", "owned routes", "mip links"):
+        assert len(set(after[kind])) == len(after[kind]), f"duplicate {kind}: {after[kind]}"
+
+
+# -- (f) -------------------------------------------------------------------------------------
+
+def test_wrong_key_is_denied_131_logged_and_the_router_backs_off(
+        world: World, product: Product) -> None:
+    product.stop_router()
+    product.configure_router(RouterOptions(key=WRONG_KEY))
+    try:
+        product.start_router()
+        # The router cannot authenticate the denial (the keys differ), so it may not act on it
+        # (RFC 5944 §3.6.2.1) but logs the unverified code; the home agent logs its denial.
+        product.wait_router_log("unverified denial 131", timeout=120)
+        product.wait_ha_log("denied 131 (mobile node failed authentication)", timeout=10)
+        first = time.monotonic()
+        with world.capture("outer-ha", "eth0", "udp port 434") as seen:
+            time.sleep(20)
+        requests = seen.count(rf" > {re.escape(HA)}\.434: UDP")
+        denials = product.router_log().count("unverified denial 131")
+        print(f"wrong key: {requests} registration request(s) reached the home agent in "
+              f"{time.monotonic() - first:.0f} s; router logged {denials} denial(s)")
+        TIMINGS["wrong key: requests in 20 s"] = float(requests)
+        # A back-off that doubles from ~1 s allows about log2(20) ~ 5 tries in 20 s; a flood
+        # would be hundreds. Bounded, not timed.
+        assert 0 < requests <= 8, seen.lines
+        assert "131" in product.ha_log()
+        assert "lan route -> tunnel from" not in product.router_log()
+        with pytest.raises(LabError):
+            wait_lan_path(world, 3, "no path with a wrong key")
+    finally:
+        product.stop_router()
+        product.configure_router(RouterOptions())
