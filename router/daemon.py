@@ -224,7 +224,7 @@ class RouterDaemon:
             inner = Tunnel(self.virtual_ip, self.config.inner.home_agent)
         outer = None
         t = None
-        if self.config.outer is not None and (self.vpn_wanted or self.virtual_ip is not None):
+        if self.config.outer is not None and (self.vpn_wanted or self.virtual_ip is not None or self.at_outer_home):
             t = self.config.outer.home_address
         if self.config.outer is not None and self.outer_tunnel_coa is not None and not self.at_outer_home:
             outer = Tunnel(self.outer_tunnel_coa, self.config.outer.home_agent)
@@ -241,6 +241,7 @@ class RouterDaemon:
             home_uplink=active if self.at_outer_home else None,
             lan_address=self.config.lan_address,
             inner_pending=inner_pending,
+            outer_home_network=self.config.outer.home_network if self.config.outer else None,
         )
 
     async def sync_kernel(self) -> None:
@@ -531,6 +532,9 @@ class RouterDaemon:
             if intent.at_home:
                 # RFC 5944 §3.6.1.2: at home, care-of address = home address, sent from it.
                 await self.outer.deregister(self.config.outer.home_address, self.config.outer.home_address)
+                # §4.6: back home, announce T with our own MAC so the home link (the VPN
+                # gateway among them) stops sending T's packets to the home agent's proxy.
+                await self._announce_home(info.config.interface, self.config.outer.home_address)
             else:
                 await self.outer.deregister(info.address)
         elif isinstance(intent, co.BringVpnUp):
@@ -557,6 +561,19 @@ class RouterDaemon:
                 )
         elif isinstance(intent, co.RecordContext):
             self._record_context(intent)
+
+    async def _announce_home(self, ifname: str, address: IPv4Address) -> None:
+        if self.adapter is None:
+            return
+        from router.net.arp import send_gratuitous_arp
+
+        for _ in range(3):
+            try:
+                await asyncio.to_thread(send_gratuitous_arp, ifname, address)
+            except OSError as exc:
+                log.warning("gratuitous ARP for %s on %s: %s", address, ifname, exc)
+                return
+            await asyncio.sleep(0.1)
 
     async def _vpn_up(self) -> None:
         if self.vpn is None:

@@ -127,6 +127,8 @@ class DataPlane:
     inner_pending: Tunnel | None = None
     #: The router's own address on the LAN bridge (the DHCP server's and LAN hosts' gateway).
     lan_address: IPv4Interface | None = None
+    #: The outer home network (config [outer] home_network): on-link at the outer home.
+    outer_home_network: IPv4Network | None = None
 
 
 def _uplink_items(uplink: UplinkRoute) -> list[Route | Rule]:
@@ -168,18 +170,22 @@ def router_plan(state: DataPlane) -> Plan:
             items.append(
                 Route(DEFAULT, table=OUTER_TABLE, dev=state.home_uplink.ifname, gateway=state.home_uplink.gateway, src=t)
             )
+            if state.outer_home_network is not None:
+                # At home the VPN gateway is on-link: without this, T's packets go via the
+                # WLAN's router, which answers each with an ICMP redirect.
+                items.append(Route(state.outer_home_network, table=OUTER_TABLE, dev=state.home_uplink.ifname, src=t))
     if state.virtual_ip is not None and state.outer_home_address is not None:
         v = state.virtual_ip
+        # charon installs V on mip-home; listing it keeps the adapter from removing it as an
+        # owned-but-undesired address of one of our links.
+        items.append(Address(HOME_DEVICE, IPv4Interface(f"{v}/32")))
         items.append(Rule(RULE_VPN, table=VPN_TABLE, source=IPv4Network(v)))
         items.append(Route(DEFAULT, table=VPN_TABLE, type=RouteType.UNREACHABLE, metric=FAIL_CLOSED_METRIC))
         # The inner tunnel's outer packets (V -> S_HA) need a route to exist at all; xfrm then
-        # encapsulates them in ESP from T, which rule 1003 sends on.
-        if state.outer is not None:
-            items.append(Route(DEFAULT, table=VPN_TABLE, dev=OUTER_TUNNEL, src=v))
-        elif state.home_uplink is not None:
-            items.append(
-                Route(DEFAULT, table=VPN_TABLE, dev=state.home_uplink.ifname, gateway=state.home_uplink.gateway, src=v)
-            )
+        # encapsulates them in ESP from T (rule 1003 sends that on). The route points at the
+        # dummy device on purpose: with no IPsec policy (CHILD SA gone, rekey failed) the
+        # packet is discarded there instead of leaving the router in clear (DESIGN.md §8).
+        items.append(Route(DEFAULT, table=VPN_TABLE, dev=HOME_DEVICE, src=v))
     return Plan.of(*items)
 
 

@@ -84,3 +84,30 @@ def test_outer_home_has_no_outer_tunnel() -> None:
 def test_plans_are_valid_for_the_ownership() -> None:
     for state in (base(), base(uplinks=(WLAN, CELL), inner=Tunnel(WLAN.address, S_HA))):
         router_plan(state).validate(ROUTER_OWNERSHIP)
+
+
+def test_vpn_table_fails_closed_on_the_dummy_and_keeps_v() -> None:
+    from ipaddress import IPv4Interface
+
+    from router.dataplane import HOME_DEVICE, VPN_TABLE
+    from router.net import Address
+
+    plan = router_plan(
+        base(uplinks=(CELL,), inner=Tunnel(V, S_HA), outer=Tunnel(CELL.address, T_HA), outer_home_address=T, virtual_ip=V)
+    )
+    assert Address(HOME_DEVICE, IPv4Interface(f"{V}/32")) in plan.addresses
+    vpn_routes = [r for r in plan.routes if r.table == VPN_TABLE and r.type == RouteType.UNICAST]
+    # Only xfrm may carry V's packets out: without a policy they die on the dummy device.
+    assert [r.dev for r in vpn_routes] == [HOME_DEVICE]
+
+
+def test_outer_home_network_is_on_link_at_home() -> None:
+    from router.dataplane import OUTER_TABLE
+
+    home = UplinkRoute(0, "wlan0", IPv4Address("192.0.2.77"), IPv4Address("192.0.2.254"))
+    network = IPv4Network("192.0.2.0/24")
+    plan = router_plan(
+        base(uplinks=(home,), outer_home_address=T, home_uplink=home, outer_home_network=network)
+    )
+    on_link = [r for r in plan.routes if r.table == OUTER_TABLE and r.destination == network]
+    assert len(on_link) == 1 and on_link[0].gateway is None and on_link[0].dev == "wlan0"
