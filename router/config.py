@@ -511,6 +511,10 @@ class HomeAgentConfig:
     home_interface: str | None
     mobile_nodes: tuple[MobileNodeConfig, ...]
     replay_window: int = 7
+    #: RFC 3519 UDP tunnelling (NAT traversal); its data path is router.udptunnel (a TUN).
+    udp_tunnelling: bool = True
+    #: Keepalive Interval sent in assenting UDP Tunnel Replies (0 = the node's default, 110 s).
+    udp_keepalive_interval: int = 0
 
 
 def load_home_agent_config(path: str | os.PathLike[str]) -> HomeAgentConfig:
@@ -560,6 +564,8 @@ def load_home_agent_config(path: str | os.PathLike[str]) -> HomeAgentConfig:
         home_interface=ha.optional("home_interface", str),
         mobile_nodes=tuple(nodes),
         replay_window=ha.integer("replay_window", 7, 1, 3600),
+        udp_tunnelling=ha.get("udp_tunnelling", bool, True),
+        udp_keepalive_interval=ha.integer("udp_keepalive_interval", 0, 0, 65535),
     )
     ha.finish()
     top.finish()

@@ -16,6 +16,14 @@ Without ``[outer]``/``[vpn]`` the router runs one system (the inner one) directl
 active uplink: each uplink change re-registers with the new care-of address, and the LAN
 is moved onto the tunnel only after the home agent acknowledged the binding.
 
+RFC 3519 (single system): unless ``udp_tunnel = "never"``, the inner system's sockets belong to
+a ``MobileTunnel`` (router.udptunnel, TUN ``mip3519``), so registrations and tunnel data share
+the care-of address's source port. "auto" asks for UDP tunnelling without the F flag (the home
+agent assents only when it sees a NAT), "always" with it. A Registered event with UDP assented
+attaches the tunnel to the socket and the LAN table's default goes into the TUN; a plain
+registration, a deregistration or an expiry detaches it. When the home agent stops answering
+keepalives (§4.10) the router re-registers: the NAT mapping may be gone.
+
 Lifecycle: start (reconcile the kernel: leftovers of a crash are removed, our rules and fail-
 closed routes installed before any uplink comes up) -> run -> first SIGTERM/SIGINT: deregister,
 stop drivers, tear down what we own; a second signal exits at once.
@@ -44,7 +52,9 @@ from router.config import (
     load_router_config,
 )
 from router.dataplane import (
+    INNER_TUNNEL_MTU,
     ROUTER_OWNERSHIP,
+    UDP_TUNNEL_DEVICE,
     DataPlane,
     Tunnel,
     UplinkRoute,
@@ -79,8 +89,14 @@ ROUTER_SYSCTLS = {
 }
 
 
-def node_config(system: MobilitySystemConfig, config: RouterConfig, *, clock_offset: float, nemo: bool) -> mn.MobileNodeConfig:
+def node_config(
+    system: MobilitySystemConfig, config: RouterConfig, *, clock_offset: float, nemo: bool, udp_tunnel: str = "never"
+) -> mn.MobileNodeConfig:
+    """``udp_tunnel``: never -> no UDP Tunnel Request; auto -> request without F (the home
+    agent tunnels in UDP only if it sees a NAT); always -> request with F (RFC 3519 §3.1)."""
     return mn.MobileNodeConfig(
+        udp_tunnel=udp_tunnel != "never",
+        udp_tunnel_force=udp_tunnel == "always",
         home_address=system.home_address,
         home_agent=system.home_agent,
         security_association=SecurityAssociation(
@@ -129,14 +145,25 @@ class RouterDaemon:
     store: Any = None  # router.store.history.HistoryStore
     uplink_drivers: dict[str, Any] = field(default_factory=dict)
     probe_factory: Callable[[UplinkInfo, Callable[[int], None]], Any] | None = None
+    #: router.udptunnel.MobileTunnel for RFC 3519 (single system only); None: never request it.
+    udp_tunnel: Any = None
 
     def __post_init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
         offset = time.time() - self.loop.time() + NTP_UNIX_OFFSET
+        if self.config.outer is not None:
+            self.udp_tunnel = None  # the dual system has no UDP data path (yet)
+        udp_mode = self.config.inner.udp_tunnel if self.udp_tunnel is not None else "never"
         self.inner = MobilitySystem(
-            "inner", node_config(self.config.inner, self.config, clock_offset=offset, nemo=True), self._on_system_event
+            "inner",
+            node_config(self.config.inner, self.config, clock_offset=offset, nemo=True, udp_tunnel=udp_mode),
+            self._on_system_event,
+            tunnel=self.udp_tunnel,
         )
+        if self.udp_tunnel is not None:
+            self.udp_tunnel.on_peer_state = self._on_udp_peer_state
+        self._single_udp = False  # the acknowledged binding is UDP-tunnelled (RFC 3519)
         self.outer: MobilitySystem | None = None
         self.coordinator: co.Coordinator | None = None
         if self.config.outer is not None:
@@ -242,6 +269,7 @@ class RouterDaemon:
             lan_address=self.config.lan_address,
             inner_pending=inner_pending,
             outer_home_network=self.config.outer.home_network if self.config.outer else None,
+            inner_udp=self.coordinator is None and self._single_udp,
         )
 
     async def sync_kernel(self) -> None:
@@ -298,6 +326,8 @@ class RouterDaemon:
             async with self._plan_lock:
                 await asyncio.to_thread(self.adapter.apply, Plan())
                 await asyncio.to_thread(self.adapter.close)
+        if self.udp_tunnel is not None:
+            self.udp_tunnel.close()  # after the routes into it are gone; the TUN goes with its fd
         if self.store is not None:
             self.store.close()
 
@@ -657,21 +687,57 @@ class RouterDaemon:
         if isinstance(event, mn.Registered) and self.active:
             info = self.uplinks[self.active]
             if info.address == event.care_of_address:
-                moved = self._single_coa != event.care_of_address or self.lan_route != co.LanRoute.DIRECT
+                was_udp = self._single_udp
+                udp = self._udp_attach(event)
+                moved = self._single_coa != event.care_of_address or self.lan_route != co.LanRoute.DIRECT or udp != was_udp
+                self._single_udp = udp
                 self._single_coa = event.care_of_address
                 if self._single_pending == event.care_of_address:
                     self._single_pending = None
                 self.lan_route = co.LanRoute.DIRECT
                 self._set_situation("single", f"registered with {self.config.inner.home_agent} via {self.active}")
                 if moved:
-                    log.info("lan route -> tunnel from %s via %s (binding acknowledged)", event.care_of_address, self.active)
+                    log.info(
+                        "lan route -> tunnel from %s via %s (binding acknowledged%s)",
+                        event.care_of_address,
+                        self.active,
+                        ", udp tunnelling behind nat" if udp else "",
+                    )
                 self.spawn(self.sync_kernel(), "kernel-sync")
         elif isinstance(event, mn.BindingExpired):
             log.warning("lan route held: binding with %s expired", self.config.inner.home_agent)
             self.lan_route = co.LanRoute.HOLD
             self._single_coa = None
+            self._udp_detach()
             self.spawn(self.sync_kernel(), "kernel-sync")
+        elif isinstance(event, mn.Deregistered):
+            self._udp_detach()
         self._after_input()
+
+    def _udp_attach(self, event: mn.Registered) -> bool:
+        """Attach the RFC 3519 data path when the home agent assented; else detach it."""
+        tunnel, sock = self.udp_tunnel, self.inner.socket
+        if tunnel is None or sock is None or not event.udp_tunnel:
+            self._udp_detach()
+            return False
+        tunnel.attach(sock, (str(self.config.inner.home_agent), self.config.inner.port), event.udp_keepalive_interval)
+        return True
+
+    def _udp_detach(self) -> None:
+        self._single_udp = False
+        if self.udp_tunnel is not None and self.udp_tunnel.attached:
+            self.udp_tunnel.detach()
+            log.info("udp tunnel detached")
+
+    def _on_udp_peer_state(self, alive: bool) -> None:
+        if alive:
+            log.info("home agent answers udp keepalives again")
+            return
+        info = self.uplinks.get(self.active) if self.active else None
+        log.warning("home agent silent on the udp tunnel (RFC 3519 §4.10): re-registering")
+        self.count("udp_peer_silent")
+        if info is not None and info.address is not None and not self._stopping:
+            self.spawn(self.inner.register(info.address), "inner-register")
 
     # --- status --------------------------------------------------------------------------------
 
@@ -770,7 +836,22 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
             raise OSError("no probe target (no gateway and no probe_targets)")
         return IcmpProber(info.config.interface, str(info.address), str(target), answered)
 
-    daemon = RouterDaemon(config, adapter, vpn=vpn, store=store, probe_factory=probe_factory)
+    udp_tunnel = None
+    if config.outer is None and config.inner.udp_tunnel != "never":
+        from router.udptunnel.datapath import MobileTunnel
+        from router.udptunnel.tun import open_tun
+
+        try:
+            tun_fd = open_tun(UDP_TUNNEL_DEVICE, INNER_TUNNEL_MTU)
+        except OSError as exc:
+            log.warning("no RFC 3519 data path (%s): udp tunnelling not requested", exc)
+        else:
+            udp_tunnel = MobileTunnel(tun_fd, home_address=config.inner.home_address, home_agent=config.inner.home_agent)
+        # Decapsulated packets from the correspondent arrive on the TUN with a source the main
+        # table has no route back to (no default route there): loose reverse-path filtering.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv4/conf/{UDP_TUNNEL_DEVICE}/rp_filter").write_text("0")
+    daemon = RouterDaemon(config, adapter, vpn=vpn, store=store, probe_factory=probe_factory, udp_tunnel=udp_tunnel)
     for uplink in config.uplinks:
         daemon.uplink_drivers[uplink.name] = build_uplink_driver(uplink, daemon.on_uplink_event, None)
     lan = None

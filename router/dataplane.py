@@ -31,6 +31,11 @@ So the three situations of DESIGN.md section 2 fall out of which tunnels exist:
 - outside: ``mip-outer`` = X -> T_HA, VPN from T, ``mip-inner`` = V -> S_HA;
 - outer home: no ``mip-outer``, VPN from T over the uplink, ``mip-inner`` = V -> S_HA.
 
+Behind a NAT (RFC 3519 UDP tunnelling assented by the home agent) the kernel cannot
+encapsulate: the LAN table's default then goes into the TUN ``mip3519`` of the user-space data
+path (router.udptunnel) instead of ``mip-inner``, which does not exist meanwhile. The TUN is
+not ours to plan (the daemon's descriptor owns it; hence no ``mip-`` prefix); only routes name it.
+
 The LAN table always ends in an ``unreachable`` default, so while the inner tunnel is being
 moved or is absent, LAN packets are dropped with an ICMP error instead of leaking onto an
 uplink in clear (DESIGN.md section 8). The main table holds no default route at all (uplink
@@ -61,6 +66,7 @@ INNER_TUNNEL = "mip-inner"
 OUTER_TUNNEL = "mip-outer"
 PENDING_TUNNEL = "mip-next"
 HOME_DEVICE = "mip-home"  # dummy holding S and T (and V, installed by charon)
+UDP_TUNNEL_DEVICE = "mip3519"  # RFC 3519 TUN (router.udptunnel.tun.DEFAULT_TUN_NAME)
 
 LAN_TABLE = 100
 OUTER_TABLE = 101
@@ -129,6 +135,8 @@ class DataPlane:
     lan_address: IPv4Interface | None = None
     #: The outer home network (config [outer] home_network): on-link at the outer home.
     outer_home_network: IPv4Network | None = None
+    #: The binding for ``inner`` is UDP-tunnelled (RFC 3519): LAN default into the TUN.
+    inner_udp: bool = False
 
 
 def _uplink_items(uplink: UplinkRoute) -> list[Route | Rule]:
@@ -150,7 +158,9 @@ def router_plan(state: DataPlane) -> Plan:
         items.append(Rule(RULE_LAN, table=LAN_TABLE, source=network))
     for uplink in state.uplinks:
         items += _uplink_items(uplink)
-    if state.inner is not None:
+    if state.inner is not None and state.inner_udp:
+        items.append(Route(DEFAULT, table=LAN_TABLE, dev=UDP_TUNNEL_DEVICE, src=state.inner_home_address))
+    elif state.inner is not None:
         items.append(
             Link(INNER_TUNNEL, LinkKind.IPIP, mtu=INNER_TUNNEL_MTU, tunnel=TunnelEnds(state.inner.local, state.inner.remote))
         )

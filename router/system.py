@@ -5,12 +5,17 @@ status. Requests leave from the care-of address (the socket is bound to it), so 
 router's source-address rules (router.dataplane) pick the path: an uplink table for X,
 the VPN table for V. A new care-of address gets a new socket; the old one is closed once
 the machine no longer waits for a reply to it.
+
+With RFC 3519 UDP tunnelling the socket belongs to the data path (``tunnel``, a
+router.udptunnel ``MobileTunnel``): registrations and tunnel data then share the source port,
+as §4.4 requires, and ``socket`` is what the daemon attaches the tunnel to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -81,9 +86,14 @@ class LoggingMachine:
 
 
 class MobilitySystem:
-    def __init__(self, name: str, config: mn.MobileNodeConfig, on_event: Callable[[SystemEvent], None]) -> None:
+    def __init__(
+        self, name: str, config: mn.MobileNodeConfig, on_event: Callable[[SystemEvent], None], tunnel: Any = None
+    ) -> None:
         self.name = name
         self.config = config
+        #: router.udptunnel MobileTunnel owning the care-of address sockets (None: asyncio's)
+        self.tunnel = tunnel
+        self.socket: socket.socket | None = None
         self.machine = mn.RegistrationMachine(config)
         self._logging = LoggingMachine(name, self.machine)
         self.on_event = on_event
@@ -113,7 +123,13 @@ class MobilitySystem:
             return self._driver
         old = self._driver
         sock = udp_socket(str(care_of_address))
-        self._driver = await open_driver(self._logging, self._deliver, sock)
+        if self.tunnel is not None:
+            driver = MachineDriver(self._logging, self._deliver)
+            driver.connection_made(self.tunnel.add_socket(sock, driver.datagram_received))
+            self._driver = driver
+        else:
+            self._driver = await open_driver(self._logging, self._deliver, sock)
+        self.socket = sock
         self._bound = care_of_address
         if old is not None:
             old.close()
@@ -184,6 +200,7 @@ class MobilitySystem:
             self._driver.close()
             self._driver = None
             self._bound = None
+            self.socket = None
 
 
 def describe(event: mn.Event | Any) -> str:

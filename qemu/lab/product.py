@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import plan
-from .shell import Daemon, LabError, wait_until
+from .shell import Daemon, LabError, run, wait_until
 from .world import World
 
 HOME_ADDRESS = "192.0.2.50"
@@ -61,6 +61,10 @@ address = "{plan.OUTER_HA_ADDRESS}"
 home_network = "{HOME_NETWORK}"
 home_interface = "{HOME_INTERFACE}"
 max_lifetime = {max_lifetime}
+# RFC 3519 (behind the operator's NAT): the smallest keepalive interval the RFC allows, so
+# the tests see keepalives within seconds of idling.
+udp_tunnelling = true
+udp_keepalive_interval = 10
 
 [[mobile_node]]
 home_address = "{HOME_ADDRESS}"
@@ -113,11 +117,22 @@ listen = "{plan.ROUTER_LAN_ADDRESS}:80"
 """
 
 
+def ensure_tun_device() -> None:
+    """The RFC 3519 data path opens /dev/net/tun, which appears when tun loads (no udev in
+    the guest; OpenWrt's procd creates it)."""
+    run(["modprobe", "tun"], check=False)
+    node = Path("/dev/net/tun")
+    if not node.exists():
+        node.parent.mkdir(exist_ok=True)
+        run(["mknod", str(node), "c", "10", "200"])
+
+
 class Product:
     """Config files and daemons of the product in one lab world."""
 
     def __init__(self, world: World, options: RouterOptions | None = None) -> None:
         self.world = world
+        ensure_tun_device()
         self.run_dir = world.run_dir / "product"
         self.ha_dir = self.run_dir / "ha"
         self.router_dir = self.run_dir / "router"

@@ -9,6 +9,12 @@ The binding logic is ``router.mip.homeagent`` (pure). Each binding event recompu
 kernel plan from the binding list and hands it to the ``KernelAdapter``, which changes only
 what differs (a moved care-of address is one tunnel change, not a teardown). With
 ``--control-only`` no kernel object is touched: for protocol conformance tests.
+
+RFC 3519 (``udp_tunnelling = true`` in [home_agent], the default): the kernel cannot encapsulate
+with the RFC 3519 header, so a ``HomeAgentTunnel`` (router.udptunnel: one TUN ``mip3519``) owns
+UDP 434. Registrations reach the logic through it (``add_socket``), tunnel data goes to the TUN,
+and after every binding event its peers are synced with the UDP-tunnelled bindings; the plan
+routes those bindings' home address and mobile networks into the TUN.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from ipaddress import IPv4Address
 
 from router.config import ConfigError, HomeAgentConfig, load_home_agent_config
 from router.drive import MachineDriver, open_driver, udp_socket
-from router.ha.plan import LINK_PREFIX, SYSCTLS, home_agent_plan
+from router.ha.plan import LINK_PREFIX, SYSCTLS, UDP_TUNNEL_DEVICE, home_agent_plan
 from router.mip import homeagent as ha
 from router.mip.auth import AuthAlgorithm, SecurityAssociation
 from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
 from router.net import KernelAdapter, Ownership, Plan
+from router.udptunnel.datapath import HomeAgentTunnel
+from router.udptunnel.peers import Peer
+from router.udptunnel.tun import open_tun, tunnel_mtu
 
 log = logging.getLogger("router.ha")
 
@@ -43,7 +52,12 @@ REPLAY = {"timestamp": ReplayMethod.TIMESTAMPS, "nonce": ReplayMethod.NONCES}
 HA_OWNERSHIP = Ownership(link_prefix=LINK_PREFIX, protocol=202, tables=range(100, 101), rule_priorities=range(1100, 1101))
 
 
-def logic_config(config: HomeAgentConfig, *, clock_offset: float) -> ha.HomeAgentConfig:
+# Inner MTU of the RFC 3519 TUN: the router's tunnels use 1400 too (router.dataplane), and
+# 1400 + 32 bytes of outer headers pass a PPP or PPPoE uplink unfragmented.
+UDP_TUNNEL_MTU = min(1400, tunnel_mtu(1500))
+
+
+def logic_config(config: HomeAgentConfig, *, clock_offset: float, udp_tunnelling: bool | None = None) -> ha.HomeAgentConfig:
     """Map the file's config onto the pure logic's (the only place keys are handed over)."""
     nodes = tuple(
         ha.MobileNodeEntry(
@@ -66,8 +80,10 @@ def logic_config(config: HomeAgentConfig, *, clock_offset: float) -> ha.HomeAgen
         home_network=config.home_network,
         mobile_nodes=nodes,
         max_lifetime=config.max_lifetime,
-        # No kernel data path for RFC 3519 tunnel data yet: refuse rather than black-hole.
-        udp_tunnelling=False,
+        # Assent to UDP tunnelling only when the data path for it runs (else refuse, 129,
+        # rather than black-hole the node's traffic).
+        udp_tunnelling=config.udp_tunnelling if udp_tunnelling is None else udp_tunnelling,
+        udp_keepalive_interval=config.udp_keepalive_interval,
         clock_offset=clock_offset,
     )
 
@@ -156,10 +172,14 @@ class HomeAgentDaemon:
     _previous: dict[IPv4Address, tuple[IPv4Address, float]] = field(init=False, default_factory=dict)
     move_grace: float = 3.0
     _applied_previous: dict[IPv4Address, IPv4Address] = field(init=False, default_factory=dict)
+    #: Opens the RFC 3519 TUN (fd); None: no UDP data path (control only, or tests).
+    open_udp_tun: Callable[[], int] | None = None
+    tunnel: HomeAgentTunnel | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
-        self.logic = ha.HomeAgentLogic(logic_config(self.config, clock_offset=wall_clock_offset(loop.time)))
+        udp = self.config.udp_tunnelling and (self.adapter is None or self.open_udp_tun is not None)
+        self.logic = ha.HomeAgentLogic(logic_config(self.config, clock_offset=wall_clock_offset(loop.time), udp_tunnelling=udp))
 
     async def start(self) -> None:
         if self.adapter is not None:
@@ -167,7 +187,24 @@ class HomeAgentDaemon:
             changes = await asyncio.to_thread(self.adapter.reconcile, Plan())
             log.info("start: %d sysctl(s) set, %d leftover kernel object(s) removed", len(changed), len(changes))
         sock = udp_socket(str(self.config.address), self.config.port)
-        self.driver = await open_driver(LoggingLogic(self.logic), self._on_event, sock)
+        fd: int | None = None
+        if self.adapter is not None and self.config.udp_tunnelling and self.open_udp_tun is not None:
+            try:
+                fd = self.open_udp_tun()
+            except OSError as exc:
+                # No data path: refuse UDP tunnelling (129) rather than black-hole the node.
+                log.warning("no RFC 3519 data path (%s): udp tunnelling refused", exc)
+                self.logic = ha.HomeAgentLogic(
+                    logic_config(self.config, clock_offset=wall_clock_offset(asyncio.get_running_loop().time), udp_tunnelling=False)
+                )
+                self.open_udp_tun = None
+        if fd is not None:
+            self.tunnel = HomeAgentTunnel(fd, home_agent=self.config.address, on_peer_silent=self._on_peer_silent)
+            self.driver = MachineDriver(LoggingLogic(self.logic), self._on_event)
+            self.driver.connection_made(self.tunnel.add_socket(sock, self.driver.datagram_received))
+            log.info("udp tunnelling (RFC 3519) on: data path tun %s", UDP_TUNNEL_DEVICE)
+        else:
+            self.driver = await open_driver(LoggingLogic(self.logic), self._on_event, sock)
         log.info(
             "home agent %s listening on udp %d for %d mobile node(s)%s",
             self.config.address,
@@ -176,8 +213,14 @@ class HomeAgentDaemon:
             " (control only)" if self.adapter is None else "",
         )
 
+    def _on_peer_silent(self, peer: Peer) -> None:
+        log.info("udp peer %s:%d (%s) silent: no tunnel data or keepalive", peer.source[0], peer.source[1], peer.home_address)
+
     def _on_event(self, event: ha.BindingEvent) -> None:
         log.info("%s", describe(event))
+        if self.tunnel is not None:
+            # The data path's peers are exactly the UDP-tunnelled bindings.
+            self.tunnel.sync_bindings(self.logic.bindings().values())
         if isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address:
             loop = asyncio.get_running_loop()
             self._previous[event.binding.home_address] = (event.previous_care_of_address, loop.time() + self.move_grace)
@@ -202,13 +245,14 @@ class HomeAgentDaemon:
             self._previous = {home: (old, until) for home, (old, until) in self._previous.items() if until > now}
             previous = {home: old for home, (old, _) in self._previous.items()}
             bindings = list(self.logic.bindings().values())
-            plan = home_agent_plan(bindings, self.config.address, self.config.home_interface, previous)
+            udp = UDP_TUNNEL_DEVICE if self.tunnel is not None else None
+            plan = home_agent_plan(bindings, self.config.address, self.config.home_interface, previous, udp)
             try:
                 if any(self._applied_previous.get(home) != old for home, old in previous.items()):
                     # The binding's tunnel must leave the old care-of address before a
                     # tunnel to it can be added (the kernel refuses two with equal ends).
                     kept = {h: o for h, o in previous.items() if self._applied_previous.get(h) == o}
-                    base = home_agent_plan(bindings, self.config.address, self.config.home_interface, kept)
+                    base = home_agent_plan(bindings, self.config.address, self.config.home_interface, kept, udp)
                     await asyncio.to_thread(self.adapter.apply, base)
                 await asyncio.to_thread(self.adapter.apply, plan)
                 self._applied_previous = previous
@@ -233,6 +277,13 @@ class HomeAgentDaemon:
             changes = await asyncio.to_thread(self.adapter.teardown)
             log.info("stop: removed %d kernel object(s)", len(changes))
             await asyncio.to_thread(self.adapter.close)
+        if self.tunnel is not None:
+            self.tunnel.close()  # the TUN goes with its descriptor
+            self.tunnel = None
+
+
+def open_udp_tunnel_device() -> int:
+    return open_tun(UDP_TUNNEL_DEVICE, UDP_TUNNEL_MTU)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -248,7 +299,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
     adapter = None
     arp = None
+    open_udp_tun: Callable[[], int] | None = None
     if not args.control_only:
+        if args.netns is None:
+            open_udp_tun = open_udp_tunnel_device
+        elif config.udp_tunnelling:
+            log.warning("--netns: no RFC 3519 data path (the TUN would live in our namespace); udp tunnelling refused")
+
         from router.net.arp import send_gratuitous_arp
         from router.net.kernel import Pyroute2Backend
 
@@ -258,7 +315,7 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
         def arp(ifname: str, address: IPv4Address) -> None:
             send_gratuitous_arp(ifname, address, netns=args.netns)
 
-    daemon = HomeAgentDaemon(config, adapter, arp)
+    daemon = HomeAgentDaemon(config, adapter, arp, open_udp_tun=open_udp_tun)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0

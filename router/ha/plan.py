@@ -10,9 +10,12 @@ Per binding (RFC 5944 §4.2.3 / §4.6, RFC 3024, RFC 5177 §6.5):
   packets for the away node to us (§4.6); the gratuitous ARP that corrects their caches is
   sent by the daemon when a binding appears.
 
-UDP-tunnelled bindings (RFC 3519) have no kernel data path here: the kernel has no
-encapsulation with the RFC 3519 tunnel header. They get routes only when that data path
-exists; until then the daemon refuses UDP tunnelling (the config flag stays off).
+UDP-tunnelled bindings (RFC 3519): the kernel has no encapsulation with the RFC 3519 tunnel
+header, so the daemon's user-space data path (router.udptunnel, one TUN ``mip3519`` for all of
+them) carries them. Here they get no Link, only the host route and the acknowledged mobile
+networks into that TUN, plus the proxy-ARP entry; the TUN picks the peer per packet by inner
+destination. The TUN's name lies outside the ``mip-`` prefix on purpose: the process holding its
+descriptor owns it, not the adapter (whose reconcile would delete an unplanned ``mip-`` link).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from router.mip.homeagent import Binding
 from router.net.plan import Link, LinkKind, Plan, ProxyArp, Route, TunnelEnds
 
 LINK_PREFIX = "mip-"
+UDP_TUNNEL_DEVICE = "mip3519"  # router.udptunnel.tun.DEFAULT_TUN_NAME
 
 
 def tunnel_name(home_address: IPv4Address) -> str:
@@ -31,14 +35,23 @@ def tunnel_name(home_address: IPv4Address) -> str:
     return f"{LINK_PREFIX}{int(home_address):08x}"
 
 
-def binding_plan(binding: Binding, home_agent: IPv4Address, home_interface: str | None) -> Plan:
+def binding_plan(
+    binding: Binding, home_agent: IPv4Address, home_interface: str | None, udp_device: str | None = UDP_TUNNEL_DEVICE
+) -> Plan:
+    """``udp_device``: the TUN of the RFC 3519 data path (None: there is none, and a UDP
+    binding gets nothing, which the daemon avoids by not assenting to UDP tunnelling)."""
+    items: list[Link | Route | ProxyArp]
     if binding.udp_tunnel:
-        return Plan()
-    name = tunnel_name(binding.home_address)
-    items: list[Link | Route | ProxyArp] = [
-        Link(name, LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=binding.care_of_address)),
-        Route(IPv4Network(binding.home_address), dev=name),
-    ]
+        if udp_device is None:
+            return Plan()
+        name = udp_device
+        items = [Route(IPv4Network(binding.home_address), dev=name)]
+    else:
+        name = tunnel_name(binding.home_address)
+        items = [
+            Link(name, LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=binding.care_of_address)),
+            Route(IPv4Network(binding.home_address), dev=name),
+        ]
     items += [Route(network, dev=name) for network in binding.mobile_networks]
     if home_interface is not None:
         items.append(ProxyArp(home_interface, binding.home_address))
@@ -55,6 +68,7 @@ def home_agent_plan(
     home_agent: IPv4Address,
     home_interface: str | None,
     previous: Mapping[IPv4Address, IPv4Address] | None = None,
+    udp_device: str | None = UDP_TUNNEL_DEVICE,
 ) -> Plan:
     """``previous``: home address -> the care-of address it just moved away from. For a short
     grace period the kernel keeps accepting (decapsulating) reverse-tunnelled packets from it,
@@ -62,7 +76,7 @@ def home_agent_plan(
     lost (make-before-break for the upstream direction). No route points into it."""
     plan = Plan()
     for binding in bindings:
-        plan = plan | binding_plan(binding, home_agent, home_interface)
+        plan = plan | binding_plan(binding, home_agent, home_interface, udp_device)
         old = (previous or {}).get(binding.home_address)
         if old is not None and old != binding.care_of_address and not binding.udp_tunnel:
             plan = plan | Plan.of(

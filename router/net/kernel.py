@@ -47,6 +47,10 @@ NTF_PROXY = 0x08  # include/uapi/linux/neighbour.h
 GRE_KEY = 0x2000  # include/uapi/linux/if_tunnel.h (pyroute2 encodes the flags big-endian)
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
+#: In a delete request: match a route of any scope (iproute2's default for ``ip route del``).
+#: Without it pyroute2's request asks for scope universe, and an on-link route (scope link)
+#: whose device stays (a TUN, a foreign bridge) is never found: ESRCH, swallowed as "gone".
+RT_SCOPE_NOWHERE = 255
 FULL_MARK_MASK = 0xFFFFFFFF  # what the kernel reports when a rule's fwmask was not given
 
 # rtm_type (include/uapi/linux/rtnetlink.h)
@@ -302,6 +306,7 @@ class Pyroute2Backend:
             "priority": route.metric,
         }
         if change.operation == Operation.REMOVE:
+            fields["scope"] = RT_SCOPE_NOWHERE
             return fields  # the identity and our protocol: never someone else's route
         unicast_on_link = route.type == RouteType.UNICAST and route.gateway is None
         fields["scope"] = RT_SCOPE_LINK if unicast_on_link else RT_SCOPE_UNIVERSE

@@ -15,7 +15,10 @@ Steps, in order, on one world (each depends on the previous state):
     and ICMP probes to the gateways;
 (e) the home agent is killed and restarted (bindings lost): the router recovers; the router is
     killed (SIGKILL) and restarted: it reconciles the kernel without duplicates and recovers;
-(f) a router with a wrong key is denied 131, both sides log it, and it backs off.
+(f) a router with a wrong key is denied 131, both sides log it, and it backs off;
+(g) behind the operator's NAT (lab knob cell_nat) the router's registration is UDP-tunnelled
+    (RFC 3519): the LAN reaches the correspondent through UDP 434 carrying type-4 tunnel data,
+    nothing of the LAN is in clear on the cell link, and keepalives flow when idle.
 """
 
 from __future__ import annotations
@@ -382,3 +385,59 @@ def test_wrong_key_is_denied_131_logged_and_the_router_backs_off(
     finally:
         product.stop_router()
         product.configure_router(RouterOptions())
+
+
+# -- (g) -------------------------------------------------------------------------------------
+
+def _ipv4_hex(address: str) -> str:
+    return "0x" + ipaddress.IPv4Address(address).packed.hex()
+
+
+def test_behind_the_operators_nat_the_lan_rides_rfc3519_udp_tunnelling(world: World, product: Product) -> None:
+    product.stop_router()  # (f) leaves it stopped; a no-op then
+    world.ap_down("hotspot")
+    world.cell_nat(True)
+    try:
+        product.start_router()
+        TIMINGS["NAT: router start -> registered with udp tunnelling"] = product.wait_router_log(
+            "udp tunnelling behind nat", timeout=120)
+        assert "udp tunnelling (RFC 3519) on" in product.ha_log(whole=True)
+        bindings = re.findall(rf"binding {re.escape(HOME_ADDRESS)} (?:added|moved \S+ -> \S+|renewed): "
+                              rf"coa (\S+) lifetime .* udp$", product.ha_log(), re.M)
+        assert bindings, product.ha_log()
+        # The home agent tunnels to the NAT's address, not to the address the router holds.
+        assert bindings[-1] != plan.CELL_SUBSCRIBER_ADDRESS, bindings
+        wait_until(lambda: "dev mip3519" in world.exec("router", ["ip", "route", "show", "table", "100"]),
+                   10, "the LAN table's default into mip3519", interval=0.1)
+        TIMINGS["NAT: lan-host -> correspondent path up"] = wait_lan_path(world, 60, "lan-host over UDP")
+
+        ha_hex = _ipv4_hex(HA)
+        # BPF offsets from the UDP header: [8] RFC 3519 type, [12..] the inner IPv4 header,
+        # [21] its protocol, [24:4]/[28:4] its source/destination, [32] the ICMP type.
+        data = "udp port 434 and udp[8] = 4"
+        keepalive = f"udp dst port 434 and udp[8] = 4 and udp[21] = 1 and udp[28:4] = {ha_hex} and udp[32] = 8"
+        answer = f"udp src port 434 and udp[8] = 4 and udp[21] = 1 and udp[24:4] = {ha_hex} and udp[32] = 0"
+        with world.capture("router", "ppp0") as everything, \
+                world.capture("router", "ppp0", data) as tunnelled, \
+                world.capture("router", "ppp0", keepalive) as keepalives, \
+                world.capture("router", "ppp0", answer) as answers:
+            assert lan_ping(world, 5)
+            # Idle: with the keepalive interval of 10 s (the home agent's reply), the router
+            # must probe within that; 25 s of silence leaves room for at least two.
+            time.sleep(25)
+        lines = [line for line in everything.lines if " IP" in line]
+        packets = [line for line in tunnelled.lines if " IP " in line]
+        assert len([line for line in packets if f" > {HA}.434:" in line]) >= 5, tunnelled.lines
+        assert len([line for line in packets if f" {HA}.434 > " in line]) >= 5, tunnelled.lines
+        assert [line for line in keepalives.lines if " IP " in line], everything.lines[-30:]
+        assert [line for line in answers.lines if " IP " in line], everything.lines[-30:]
+        clear = [line for line in lines if re.search(r"10\.1\.1\.\d+", line)]
+        assert not clear, "LAN addresses in clear on ppp0:\n" + "\n".join(clear[:20])
+        ipip = [line for line in lines if re.search(rf" > {re.escape(HA)}: IP ", line)]
+        assert not ipip, "IP-in-IP behind the NAT:\n" + "\n".join(ipip[:20])
+        bad = [line for line in lines if not allowed_on_uplink(line, {plan.CELL_GATEWAY_ADDRESS})]
+        assert not bad, "packets outside the tunnel:\n" + "\n".join(bad[:20])
+        print(f"NAT: {len(packets)} type-4 datagram(s), {len(keepalives.lines)} keepalive(s) seen on ppp0")
+    finally:
+        product.stop_router()
+        world.cell_nat(False)

@@ -284,3 +284,45 @@ def test_dual_system_inside_outside_and_back(tmp_path: Path) -> None:
         await daemon.stop()
 
     asyncio.run(main())
+
+
+def test_single_system_with_udp_tunnelling_attaches_the_data_path_and_routes_the_lan_into_it(tmp_path: Path) -> None:
+    """RFC 3519 wiring: the registration leaves through the data path's socket, the home
+    agent assents (forced, "always": no NAT on loopback), the tunnel is attached to that
+    socket and the LAN default goes into the TUN; a TUN packet then leaves as type-4 data
+    from the registration's source port."""
+    from router.udptunnel.datapath import MobileTunnel
+
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        home_agent = await start_home_agent("127.0.0.1", "127.0.0.0/8", "127.0.0.50", 256, port)
+        path = write_config(tmp_path, port, None)
+        path.write_text(path.read_text().replace("[inner]\n", '[inner]\nudp_tunnel = "always"\n'))
+        config = load_router_config(path)
+        backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "lo", "mip3519"])
+        adapter = KernelAdapter(backend, sleep=lambda _: None)
+        ours, tun = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for the TUN
+        tun.setblocking(False)
+        tunnel = MobileTunnel(tun.detach(), home_address=IPv4Address("127.0.0.50"), home_agent=IPv4Address("127.0.0.1"))
+        daemon = RouterDaemon(
+            config, adapter, probe_factory=lambda info, answered: InstantProber(answered), udp_tunnel=tunnel
+        )
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.lan_route == LanRoute.DIRECT)
+        binding = home_agent.bindings()[IPv4Address("127.0.0.50")]
+        assert binding.udp_tunnel
+        assert tunnel.attached and daemon.inner.socket is not None
+        assert tunnel.peer == ("127.0.0.1", port)
+        assert binding.source == daemon.inner.socket.getsockname()  # registrations and data share it
+        await wait_for(lambda: any("dev mip3519" in line and "table 100" in line for line in backend.lines))
+        assert not any("mip-inner" in line for line in backend.lines), "no ip-in-ip tunnel for a UDP binding"
+        inner = bytes.fromhex("450000140000000040000000") + IPv4Address("10.1.1.9").packed + IPv4Address("203.0.113.1").packed
+        ours.send(inner)
+        await wait_for(lambda: tunnel.counters.tx_packets == 1)
+        await daemon.stop()
+        assert not tunnel.attached and tunnel.closed
+        assert not any(route.dev == "mip3519" for route in backend.observe().routes)
+        ours.close()
+
+    asyncio.run(main())

@@ -111,3 +111,20 @@ def test_outer_home_network_is_on_link_at_home() -> None:
     )
     on_link = [r for r in plan.routes if r.table == OUTER_TABLE and r.destination == network]
     assert len(on_link) == 1 and on_link[0].gateway is None and on_link[0].dev == "wlan0"
+
+
+def test_udp_tunnelled_binding_routes_the_lan_into_the_tun_and_still_fails_closed() -> None:
+    backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "wlan0", "ppp0", "mip3519"])
+    adapter = KernelAdapter(backend, sleep=lambda _: None)
+    adapter.apply(router_plan(base(uplinks=(CELL,), inner=Tunnel(CELL.address, S_HA))))
+    backend.take_lines()
+    plan = router_plan(base(uplinks=(CELL,), inner=Tunnel(CELL.address, S_HA), inner_udp=True))
+    defaults = {r.dev: r.type for r in plan.routes if r.table == LAN_TABLE and r.destination.prefixlen == 0}
+    assert defaults == {"mip3519": RouteType.UNICAST, None: RouteType.UNREACHABLE}
+    assert not any(link.name == INNER_TUNNEL for link in plan.links)
+    adapter.apply(plan)
+    text = "\n".join(backend.take_lines())
+    assert "dev mip3519" in text and "mip-inner" in text, text  # route moved, ipip tunnel removed
+    # Without a binding the UDP flag alone routes nothing into the TUN.
+    held = router_plan(base(uplinks=(CELL,), inner_udp=True))
+    assert not any(r.dev == "mip3519" for r in held.routes)

@@ -30,7 +30,7 @@ def binding(coa: str = "198.51.100.20", udp: bool = False) -> Binding:
 
 
 def adapter() -> tuple[KernelAdapter, FakeBackend]:
-    backend = FakeBackend(HA_OWNERSHIP, foreign_links=["eth0"])
+    backend = FakeBackend(HA_OWNERSHIP, foreign_links=["eth0", "mip3519"])
     return KernelAdapter(backend, sleep=lambda _: None), backend
 
 
@@ -61,8 +61,21 @@ def test_binding_added_moved_removed() -> None:
     assert backend.observe() == home_agent_plan([], HA, "eth0")
 
 
-def test_udp_tunnelled_binding_has_no_kernel_path_yet() -> None:
-    assert home_agent_plan([binding(udp=True)], HA, "eth0") == home_agent_plan([], HA, "eth0")
+def test_udp_tunnelled_binding_routes_into_the_tun_without_a_link() -> None:
+    kernel, backend = adapter()
+    kernel.apply(home_agent_plan([binding(udp=True)], HA, "eth0"))
+    lines = backend.take_lines()
+    text = "\n".join(lines)
+    assert not any("link" in line and "add" in line for line in lines), text
+    assert any("10.10.0.50/32" in line and "dev mip3519" in line for line in lines), text
+    assert any("10.1.1.0/24" in line and "dev mip3519" in line for line in lines), text
+    assert any("proxy 10.10.0.50" in line and "dev eth0" in line for line in lines), text
+    # UDP -> IP-in-IP (the NAT went away): a tunnel appears, routes move into it in place.
+    kernel.apply(home_agent_plan([binding()], HA, "eth0"))
+    moved = "\n".join(backend.take_lines())
+    assert "mip-0a0a0032" in moved and "dev mip3519" not in moved, moved
+    # Without a data path (udp_device None) a UDP binding gets nothing at all.
+    assert home_agent_plan([binding(udp=True)], HA, "eth0", udp_device=None) == home_agent_plan([], HA, "eth0")
 
 
 def test_no_home_interface_means_no_proxy_arp() -> None:
