@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -60,10 +59,10 @@ from router.dataplane import (
     UplinkRoute,
     router_plan,
 )
+from router.lifecycle import security_association, shutdown_event
 from router.mip import mobilenode as mn
-from router.mip.auth import AuthAlgorithm, SecurityAssociation
 from router.mip.errors import LocalProtocolError
-from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
+from router.mip.identification import NTP_UNIX_OFFSET
 from router.net import KernelAdapter, Plan
 from router.policy import coordinator as co
 from router.policy.domain import DomainParams, SmokeOutOutcome
@@ -74,12 +73,6 @@ from router.uplink import events as ue
 
 log = logging.getLogger("router")
 
-ALGORITHM = {
-    "hmac-md5": AuthAlgorithm.HMAC_MD5,
-    "keyed-md5": AuthAlgorithm.KEYED_MD5,
-    "hmac-sha256": AuthAlgorithm.HMAC_SHA256,
-}
-REPLAY = {"timestamp": ReplayMethod.TIMESTAMPS, "nonce": ReplayMethod.NONCES}
 
 ROUTER_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
@@ -99,9 +92,7 @@ def node_config(
         udp_tunnel_force=udp_tunnel == "always",
         home_address=system.home_address,
         home_agent=system.home_agent,
-        security_association=SecurityAssociation(
-            spi=system.spi, algorithm=ALGORITHM[system.algorithm], key=system.key.value, replay=REPLAY[system.replay]
-        ),
+        security_association=security_association(system.spi, system.algorithm, system.key.value, system.replay),
         lifetime=system.lifetime,
         mobile_networks=config.mobile_networks if nemo else (),
         reverse_tunnel=system.reverse_tunnel,
@@ -862,21 +853,7 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
             LanSettings.default_pool(config.lan_interface, config.lan_address, Path(config.state_dir) / "dnsmasq")
         )
     web = None
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without cleanup")
-            sys.exit(1)
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    stop = shutdown_event(log)
     await daemon.start()
     if lan is not None:
         await lan.start()

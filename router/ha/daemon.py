@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,9 +31,9 @@ from ipaddress import IPv4Address
 from router.config import ConfigError, HomeAgentConfig, load_home_agent_config
 from router.drive import MachineDriver, open_driver, udp_socket
 from router.ha.plan import LINK_PREFIX, SYSCTLS, UDP_TUNNEL_DEVICE, home_agent_plan
+from router.lifecycle import security_association, shutdown_event
 from router.mip import homeagent as ha
-from router.mip.auth import AuthAlgorithm, SecurityAssociation
-from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod
+from router.mip.identification import NTP_UNIX_OFFSET
 from router.net import KernelAdapter, Ownership, Plan
 from router.udptunnel.datapath import HomeAgentTunnel
 from router.udptunnel.peers import Peer
@@ -42,12 +41,6 @@ from router.udptunnel.tun import open_tun, tunnel_mtu
 
 log = logging.getLogger("router.ha")
 
-ALGORITHM = {
-    "hmac-md5": AuthAlgorithm.HMAC_MD5,
-    "keyed-md5": AuthAlgorithm.KEYED_MD5,
-    "hmac-sha256": AuthAlgorithm.HMAC_SHA256,
-}
-REPLAY = {"timestamp": ReplayMethod.TIMESTAMPS, "nonce": ReplayMethod.NONCES}
 # Home agent objects are told apart from a router's in the same namespace (lab, tests).
 HA_OWNERSHIP = Ownership(link_prefix=LINK_PREFIX, protocol=202, tables=range(100, 101), rule_priorities=range(1100, 1101))
 
@@ -63,13 +56,7 @@ def logic_config(config: HomeAgentConfig, *, clock_offset: float, udp_tunnelling
         ha.MobileNodeEntry(
             home_address=node.home_address,
             security_associations=(
-                SecurityAssociation(
-                    spi=node.spi,
-                    algorithm=ALGORITHM[node.algorithm],
-                    key=node.key.value,
-                    replay=REPLAY[node.replay],
-                    timestamp_tolerance=float(config.replay_window),
-                ),
+                security_association(node.spi, node.algorithm, node.key.value, node.replay, float(config.replay_window)),
             ),
             mobile_networks=node.mobile_networks,
         )
@@ -316,21 +303,7 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
             send_gratuitous_arp(ifname, address, netns=args.netns)
 
     daemon = HomeAgentDaemon(config, adapter, arp, open_udp_tun=open_udp_tun)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without cleanup")
-            sys.exit(1)
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    stop = shutdown_event(log)
     await daemon.start()
     sync = asyncio.create_task(daemon.run_kernel_sync(), name="kernel-sync")
     try:
