@@ -353,14 +353,16 @@ def combine(conjectures: Iterable[Conjecture], source: Source = Source.COMBINED)
     Deterministic: ties break INSIDE < OUTER_HOME < OUTSIDE in that order of preference
     (trying the direct registration first is harmless, the VPN stays up regardless).
     """
-    scores = dict.fromkeys(_ORDER, 0.0)
+    confidences: dict[Verdict, list[float]] = {v: [] for v in _ORDER}
     reasons: dict[Verdict, list[str]] = {v: [] for v in _ORDER}
     for conjecture in conjectures:
         if conjecture.verdict is Verdict.UNKNOWN or conjecture.confidence <= 0.0:
             continue
-        v = conjecture.verdict
-        scores[v] = 1.0 - (1.0 - scores[v]) * (1.0 - conjecture.confidence)
-        reasons[v].append(conjecture.reason)
+        confidences[conjecture.verdict].append(conjecture.confidence)
+        reasons[conjecture.verdict].append(conjecture.reason)
+    # Multiply in sorted order: floating-point products depend on the order of their factors,
+    # and a last-bit difference must not turn a tie into a different verdict.
+    scores = {v: 1.0 - math.prod(1.0 - c for c in sorted(confidences[v])) for v in _ORDER}
     best = max(_ORDER, key=lambda v: (scores[v], -_ORDER.index(v)))
     rival = max((scores[v] for v in _ORDER if v is not best), default=0.0)
     confidence = max(0.0, min(1.0, scores[best] - rival))
