@@ -78,6 +78,7 @@ from router.web.server import (
     render_response,
 )
 from router.web.source import FakeStatusSource
+from tests import config_samples as samples
 from tests.fuzz.mutate import mutated
 from tests.unit import strategies_mip as smip
 
@@ -650,61 +651,8 @@ def _config_run(loader: Callable[[str], Any], data: bytes) -> None:
                 require(secret not in str(error), f"ConfigError echoes a key: {error}")
 
 
-_KEY = "00112233445566778899aabbccddeeff"
-ROUTER_TOML = f"""\
-[router]
-lan_interface = "br-lan"
-mobile_networks = ["10.1.1.0/24"]
-
-[inner]
-home_agent = "10.10.0.1"
-home_address = "10.10.0.50"
-spi = 256
-key = "hex:{_KEY}"
-inside_prefixes = ["10.0.0.0/8"]
-
-[outer]
-home_agent = "192.0.2.1"
-home_address = "192.0.2.50"
-home_network = "192.0.2.0/24"
-spi = 257
-key_file = "outer.key"
-
-[vpn]
-connection = "corp"
-gateway = "192.0.2.2"
-
-[[uplink]]
-name = "wlan"
-interface = "wlan0"
-kind = "wlan"
-priority = 10
-
-[[uplink]]
-name = "cell"
-interface = "ppp0"
-kind = "3g"
-modem = "/dev/ttyUSB2"
-apn = "internet"
-priority = 50
-
-[web]
-listen = "10.1.1.1:80"
-""".encode()
-
-HA_TOML = f"""\
-[home_agent]
-address = "10.10.0.1"
-home_network = "10.10.0.0/24"
-max_lifetime = 600
-
-[[mobile_node]]
-home_address = "10.10.0.50"
-spi = 256
-key = "hex:{_KEY}"
-algorithm = "hmac-md5"
-mobile_networks = ["10.1.1.0/24"]
-""".encode()
+ROUTER_TOML = samples.ROUTER_TOML.encode()
+HA_TOML = samples.HA_TOML.encode()
 
 _TOML_TOKENS = (
     b'"10.1.1.1"', b'"0.0.0.0"', b'"::1"', b'"10.1.1.0/33"', b'"10.1.1.1/24"', b"-1", b"0", b"65536",

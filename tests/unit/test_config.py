@@ -9,63 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.config import ConfigError, Secret, load_home_agent_config, load_router_config
-
-INNER_KEY = "00112233445566778899aabbccddeeff"
-
-ROUTER_TOML = f"""\
-[router]
-lan_interface = "br-lan"
-mobile_networks = ["10.1.1.0/24"]
-
-[inner]
-home_agent = "10.10.0.1"
-home_address = "10.10.0.50"
-spi = 256
-key = "hex:{INNER_KEY}"
-inside_prefixes = ["10.0.0.0/8"]
-
-[outer]
-home_agent = "192.0.2.1"
-home_address = "192.0.2.50"
-home_network = "192.0.2.0/24"
-spi = 257
-key_file = "outer.key"
-
-[vpn]
-connection = "corp"
-gateway = "192.0.2.2"
-
-[[uplink]]
-name = "wlan"
-interface = "wlan0"
-kind = "wlan"
-priority = 10
-
-[[uplink]]
-name = "cell"
-interface = "ppp0"
-kind = "3g"
-modem = "/dev/ttyUSB2"
-apn = "internet"
-priority = 50
-
-[web]
-listen = "10.1.1.1:80"
-"""
-
-HA_TOML = f"""\
-[home_agent]
-address = "10.10.0.1"
-home_network = "10.10.0.0/24"
-max_lifetime = 600
-
-[[mobile_node]]
-home_address = "10.10.0.50"
-spi = 256
-key = "hex:{INNER_KEY}"
-algorithm = "hmac-md5"
-mobile_networks = ["10.1.1.0/24"]
-"""
+from tests.config_samples import HA_TOML, INNER_KEY, ROUTER_TOML
 
 
 def write(tmp_path: Path, text: str, name: str = "router.toml") -> Path:
