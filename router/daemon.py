@@ -198,6 +198,7 @@ class RouterDaemon:
         self._single_pending: IPv4Address | None = None
         self._single_coa: IPv4Address | None = None  # acknowledged care-of address (single system)
         self._stopping = False
+        self._last_handover_logged = 0  # coordinator handover numbers already in self.handovers
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -746,9 +747,16 @@ class RouterDaemon:
         if name is not None:
             decisions = self.coordinator.decisions()
             self._set_situation(name, decisions[-1] if decisions else state)
-        for record in self.coordinator.handover_log()[len([h for h in self.handovers if h.get("kind") == "situation"]):]:
-            entry = {"kind": "situation", **record.as_dict()}
+        finished = [r for r in self.coordinator.handover_log() if r.to_state is not None]
+        for record in finished:
+            if record.number <= self._last_handover_logged:
+                continue
+            self._last_handover_logged = record.number
+            entry = situation_entry(record, time.time() - self.now())
+            log.info("handover %d %s -> %s via %s: %s", record.number, entry["from"], entry["to"], record.uplink,
+                     ", ".join(f"{phase} +{ms:.0f}ms" for phase, ms in entry["phase_ms"].items()))
             self.handovers.append(entry)
+            del self.handovers[:-200]
             if self.store is not None:
                 self.store.append_handover(time.time(), entry)
 
@@ -798,6 +806,17 @@ class RouterDaemon:
             "counters": dict(self.counters),
             "uptime_s": round(now - self.started_at),
         }
+
+
+def situation_entry(record: co.HandoverRecord, unix_offset: float) -> dict[str, Any]:
+    """A finished coordinator handover as a handover-log entry: when it began (Unix time),
+    its phases as milliseconds after the first one (detect), and its total duration."""
+    entry: dict[str, Any] = {"kind": "situation", **record.as_dict()}
+    first = record.phases[0][1] if record.phases else 0.0
+    entry["at"] = first + unix_offset
+    entry["phase_ms"] = {str(phase): round((t - first) * 1000, 1) for phase, t in record.phases}
+    entry["duration_ms"] = None if record.duration is None else round(record.duration * 1000, 1)
+    return entry
 
 
 # --- composition ----------------------------------------------------------------------------

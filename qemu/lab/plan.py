@@ -202,3 +202,12 @@ def dhcp_scope(name: str) -> DhcpScope:
         if scope.name == name:
             return scope
     raise KeyError(f"no DHCP scope {name!r}")
+
+
+def host_of(address: str) -> str:
+    """The namespace that holds `address` on one of its own links (not a bridge address)."""
+    for link in LINKS:
+        for end in (link.a, link.b):
+            if any(cidr.split("/")[0] == address for cidr in end.addresses):
+                return end.host
+    raise KeyError(f"no lab host owns {address}")

@@ -7,6 +7,14 @@
         product.wait_router_log("inner: registered")
         product.stop_router(signal.SIGKILL); product.start_router()   # crash and restart
 
+Dual system (issue 5, `DualProduct`): the inner home agent runs in inner-ha (10.10.0.1, home
+network 10.10.0.0/24, S = 10.10.0.50 with the mobile network), the outer one in outer-ha
+(T = 192.0.2.50, no mobile network), the router's own charon runs with the product's
+strongswan.conf and swanctl `corp` connection (local address T), and the router config has
+[inner] (inside prefixes 10.0.0.0/8), [outer] (home network = the DMZ / ext WLAN) and [vpn].
+The corp router learns 10.1.1.0/24 via the inner home agent (the home network's routing,
+which RFC 5177 leaves to the operator).
+
 Single-system design for the lab (issue 4): the home agent is the *outer* HA host
 (192.0.2.1, home network = the DMZ, home interface = outer-ha's eth0), because the inner HA
 is unreachable from outside without the VPN. The router's [inner] system points at it, with
@@ -23,8 +31,9 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import plan
+from . import plan, vpn
 from .shell import Daemon, LabError, run, wait_until
 from .world import World
 
@@ -37,6 +46,15 @@ WRONG_KEY = "ffeeddccbbaa99887766554433221100"
 SOURCE = Path("/src")  # the repository inside the guest
 
 
+INNER_HOME_ADDRESS = "10.10.0.50"
+INNER_HOME_NETWORK = "10.10.0.0/24"
+INNER_SPI = 256
+OUTER_SPI = 257
+INNER_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+OUTER_KEY = "a0b1c2d3e4f5061728394a5b6c7d8e9f"
+INSIDE_PREFIXES = ("10.0.0.0/8",)
+
+
 @dataclass(frozen=True, slots=True)
 class RouterOptions:
     """What a test may vary in the router's config."""
@@ -44,6 +62,7 @@ class RouterOptions:
     key: str = KEY
     lifetime: int = 30  # short: renewals (and recovery after an HA restart) come quickly
     wlan_ssids: tuple[str, ...] = ("hotspot",)
+    outer_lifetime: int = 60
 
 
 def write_secret(path: Path, text: str) -> Path:
@@ -55,10 +74,13 @@ def write_secret(path: Path, text: str) -> Path:
     return path
 
 
-def home_agent_config(key_file: Path, max_lifetime: int = 600) -> str:
+def home_agent_config(key_file: Path, max_lifetime: int = 600, *, address: str = plan.OUTER_HA_ADDRESS,
+                      home_network: str = HOME_NETWORK, home_address: str = HOME_ADDRESS,
+                      spi: int = SPI, mobile_networks: tuple[str, ...] = (plan.LAN_PREFIX,)) -> str:
+    networks = ", ".join(f'"{n}"' for n in mobile_networks)
     return f"""[home_agent]
-address = "{plan.OUTER_HA_ADDRESS}"
-home_network = "{HOME_NETWORK}"
+address = "{address}"
+home_network = "{home_network}"
 home_interface = "{HOME_INTERFACE}"
 max_lifetime = {max_lifetime}
 # RFC 3519 (behind the operator's NAT): the smallest keepalive interval the RFC allows, so
@@ -67,17 +89,27 @@ udp_tunnelling = true
 udp_keepalive_interval = 10
 
 [[mobile_node]]
-home_address = "{HOME_ADDRESS}"
-spi = {SPI}
+home_address = "{home_address}"
+spi = {spi}
 key_file = "{key_file}"
 algorithm = "hmac-md5"
-mobile_networks = ["{plan.LAN_PREFIX}"]
+mobile_networks = [{networks}]
 """
 
 
 def router_config(run_dir: Path, key_file: Path, wpa_control_dir: Path, modem: Path,
-                  options: RouterOptions) -> str:
+                  options: RouterOptions, dual: str = "") -> str:
+    """`dual`: the [inner]/[outer]/[vpn] sections of the dual system (replaces the single
+    system's [inner])."""
     ssids = ", ".join(f'"{s}"' for s in options.wlan_ssids)
+    systems = dual or f"""[inner]
+home_agent = "{plan.OUTER_HA_ADDRESS}"
+home_address = "{HOME_ADDRESS}"
+spi = {SPI}
+key_file = "{key_file}"
+algorithm = "hmac-md5"
+lifetime = {options.lifetime}
+"""
     return f"""[router]
 lan_interface = "{plan.ROUTER_LAN_BRIDGE}"
 lan_address = "{plan.ROUTER_LAN_ADDRESS}/24"
@@ -86,14 +118,7 @@ history_db = "{run_dir / 'history.sqlite'}"
 state_dir = "{run_dir / 'state'}"
 control_socket = "{run_dir / 'control.sock'}"
 
-[inner]
-home_agent = "{plan.OUTER_HA_ADDRESS}"
-home_address = "{HOME_ADDRESS}"
-spi = {SPI}
-key_file = "{key_file}"
-algorithm = "hmac-md5"
-lifetime = {options.lifetime}
-
+{systems}
 [[uplink]]
 name = "wlan"
 interface = "{plan.ROUTER_WLAN}"
@@ -199,6 +224,18 @@ class Product:
         self.stop_router()
         self.stop_home_agent()
 
+    # -- the daemon's own view ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The router's status snapshot over its control socket (router/web/SCHEMA.md)."""
+        from router.cli import request
+
+        answer = request(str(self.router_dir / "control.sock"), {"cmd": "status"}, timeout_s=10)
+        if not answer.get("ok"):
+            raise LabError(f"router status: {answer.get('error')}")
+        status: dict[str, Any] = answer["status"]
+        return status
+
     # -- logs ---------------------------------------------------------------------------------
 
     def log(self, daemon: Daemon, whole: bool = False) -> str:
@@ -231,3 +268,108 @@ class Product:
 
     def wait_ha_log(self, text: str, timeout: float = 60.0, count: int = 1) -> float:
         return self.wait_log(self.home_agent, text, timeout, count)
+
+
+def dual_systems(inner_key: Path, outer_key: Path, vici_socket: Path, options: RouterOptions) -> str:
+    """The dual system's [inner], [outer] and [vpn] sections for the lab."""
+    inside = ", ".join(f'"{p}"' for p in INSIDE_PREFIXES)
+    return f"""[inner]
+home_agent = "{plan.INNER_HA_ADDRESS}"
+home_address = "{INNER_HOME_ADDRESS}"
+spi = {INNER_SPI}
+key_file = "{inner_key}"
+algorithm = "hmac-md5"
+lifetime = {options.lifetime}
+inside_prefixes = [{inside}]
+
+[outer]
+home_agent = "{plan.OUTER_HA_ADDRESS}"
+home_address = "{HOME_ADDRESS}"
+home_network = "{HOME_NETWORK}"
+spi = {OUTER_SPI}
+key_file = "{outer_key}"
+algorithm = "hmac-md5"
+lifetime = {options.outer_lifetime}
+
+[vpn]
+vici_socket = "{vici_socket}"
+connection = "{vpn.PRODUCT_CONNECTION}"
+gateway = "{plan.VPN_GATEWAY_ADDRESS}"
+"""
+
+
+class DualProduct(Product):
+    """The dual system in the lab: both home agents, the router's charon and the router.
+
+        product = DualProduct(world)
+        product.start()        # inner HA, outer HA, router charon, router daemon
+    """
+
+    def __init__(self, world: World, options: RouterOptions | None = None) -> None:
+        self.charon = vpn.product_router_client(world.ns("router"), world.router.run_dir)
+        super().__init__(world, options or RouterOptions(wlan_ssids=("corp", "hotspot", "ext")))
+        env = {"PYTHONPATH": str(SOURCE), "PYTHONUNBUFFERED": "1"}
+        # The outer home agent serves T only (no mobile network: the LAN rides the inner system).
+        outer_key = write_secret(self.ha_dir / "outer.key", f"hex:{OUTER_KEY}")
+        self.ha_config.write_text(home_agent_config(outer_key, spi=OUTER_SPI, mobile_networks=()))
+        self.inner_ha_dir = self.run_dir / "inner-ha"
+        self.inner_ha_dir.mkdir(parents=True, exist_ok=True)
+        self.inner_ha_dir.chmod(0o700)
+        inner_key = write_secret(self.inner_ha_dir / "inner.key", f"hex:{INNER_KEY}")
+        self.inner_ha_config = self.inner_ha_dir / "ha.toml"
+        self.inner_ha_config.write_text(home_agent_config(
+            inner_key, address=plan.INNER_HA_ADDRESS, home_network=INNER_HOME_NETWORK,
+            home_address=INNER_HOME_ADDRESS, spi=INNER_SPI))
+        self.inner_home_agent = Daemon(
+            "router.ha-inner", ["python3", "-m", "router.ha", "--config", str(self.inner_ha_config)],
+            self.inner_ha_dir / "ha.log", world.ns("inner-ha"),
+            ready=lambda: self._log_has(self.inner_home_agent, "listening on udp"),
+            ready_timeout=60, env=env)
+
+    def configure_router(self, options: RouterOptions) -> None:
+        inner_key = write_secret(self.router_dir / "inner.key", f"hex:{INNER_KEY}")
+        outer_key = write_secret(self.router_dir / "outer.key", f"hex:{OUTER_KEY}")
+        assert self.world.cellular is not None, "the product needs the lab's 3G line"
+        self.router_config.write_text(router_config(
+            self.router_dir, inner_key, self.world.router.station.control_dir,
+            self.world.cellular.router_tty, options,
+            dual=dual_systems(inner_key, outer_key, self.charon.vici_socket, options)))
+
+    def start(self) -> dict[str, float]:
+        """Everything, in the order an OpenWrt boot would start it; seconds per part."""
+        # The secure domain routes the mobile network to its home agent (lab routing).
+        run(["ip", "route", "replace", plan.LAN_PREFIX, "via", plan.INNER_HA_ADDRESS], self.world.ns("corp"))
+        timings = {
+            "inner home agent": self.start_inner_home_agent(),
+            "outer home agent": self.start_home_agent(),
+            "router charon": self.start_charon(),
+        }
+        timings["router daemon"] = self.start_router()
+        return timings
+
+    def start_inner_home_agent(self) -> float:
+        return self._start(self.inner_home_agent)
+
+    def stop_inner_home_agent(self, signum: int = signal.SIGTERM) -> None:
+        self.inner_home_agent.stop(signum)
+
+    def restart_inner_home_agent(self, signum: int = signal.SIGKILL) -> float:
+        self.inner_home_agent.stop(signum)
+        return self.start_inner_home_agent()
+
+    def start_charon(self) -> float:
+        seconds = self.charon.start()
+        vpn.load_product_router_config(self.charon)
+        return seconds
+
+    def stop(self) -> None:
+        self.stop_router()
+        self.charon.daemon.stop()
+        self.stop_home_agent()
+        self.stop_inner_home_agent()
+
+    def inner_ha_log(self, whole: bool = False) -> str:
+        return self.log(self.inner_home_agent, whole)
+
+    def wait_inner_ha_log(self, text: str, timeout: float = 60.0, count: int = 1) -> float:
+        return self.wait_log(self.inner_home_agent, text, timeout, count)

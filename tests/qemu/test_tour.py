@@ -1,0 +1,263 @@
+"""The tour and the dual system's security tests, end to end in the lab (issue 5, items 6-7).
+
+The product's daemons run as they would on the router and in the enterprise: the inner home
+agent in inner-ha (10.10.0.1), the outer one in outer-ha (192.0.2.1), the router daemon with
+its own charon in the router namespace (qemu.lab.product.DualProduct). Only lab knobs (APs
+down/up, a rogue AP) move the router; it decides everything itself.
+
+(a) the tour (qemu.lab.tour): inside on corp -> 3G -> hotspot -> outer home (ext) -> inside,
+    with a 50 pps UDP stream and a TCP echo session from lan-host to the corp server; every
+    step settles with the expected situation/uplink/route, the stream resumes and the TCP
+    session survives; captures on every outside link hold no 10.x address in clear, and the
+    3G leg shows exactly the nesting IP-in-IP(X -> T_HA)[ESP(T -> T_gw)] (decoded by tshark);
+(b) a rogue AP outside claiming SSID "corp" (its own DHCP handing out 10.30.0.x, forged agent
+    advertisements naming the inner home agent) never makes the router drop the VPN or send
+    the LAN in clear; the router comes back when the rogue is gone;
+(c) inner-HA registration replies captured on the wire and replayed are dropped.
+
+Run: python3 -m qemu.run --tests tests/qemu/test_tour.py
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qemu.lab import World, plan
+from qemu.lab.captures import nesting_layers, record, summary
+from qemu.lab.product import HOME_ADDRESS, DualProduct
+from qemu.lab.shell import run
+from qemu.lab.testing import report
+from qemu.lab.tour import (
+    STEPS,
+    Expect,
+    StepResult,
+    format_table,
+    leaks,
+    observed,
+    outside_captures,
+    run_step,
+    start_inside,
+    wait_settled,
+)
+from qemu.lab.traffic import Traffic
+
+pytestmark = pytest.mark.guest
+
+TIMINGS: dict[str, float] = {}
+CN = plan.CORRESPONDENT_ADDRESS
+T, T_HA, T_GW = HOME_ADDRESS, plan.OUTER_HA_ADDRESS, plan.VPN_GATEWAY_ADDRESS
+
+
+@pytest.fixture(scope="module")
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    if not Path("/src").is_dir():
+        raise RuntimeError("tests/qemu run inside the QEMU guest")
+    lab = World(static_lan=False)
+    TIMINGS.update(lab.up())
+    try:
+        yield lab
+    finally:
+        lab.down()
+        TIMINGS["world down"] = lab.last_down_seconds
+        report(request, TIMINGS)
+
+
+@pytest.fixture(scope="module")
+def product(world: World) -> Iterator[DualProduct]:
+    product = DualProduct(world)
+    try:
+        TIMINGS.update(start_inside(world, product))
+        yield product
+    finally:
+        print("\n--- router log (tail)\n" + product.router.log_tail(80))
+        print("\n--- inner home agent log (tail)\n" + product.inner_home_agent.log_tail(20))
+        print("\n--- outer home agent log (tail)\n" + product.home_agent.log_tail(20))
+        product.stop()
+
+
+def print_step(result: StepResult) -> None:
+    print(f"  {result.name:<36} {result.situation:<11} {result.uplink:<16} gap {result.gap}  "
+          f"tcp {'alive' if result.tcp_alive else 'BROKEN'}  settled in {result.settled_s or 0:.1f} s"
+          f"{'  ERROR ' + result.error if result.error else ''}", flush=True)
+    for handover in result.phases:
+        print(f"      handover {handover.get('from')} -> {handover.get('to')} via {handover.get('uplink')}: "
+              f"{handover.get('phase_ms')}", flush=True)
+
+
+def test_tour_inside_3g_hotspot_outer_home_inside(world: World, product: DualProduct, out_dir: Path) -> None:
+    results: list[StepResult] = []
+    with outside_captures(world, out_dir) as pcaps, Traffic(world, CN, rate=50) as traffic:
+        time.sleep(2)
+        for step in STEPS:
+            results.append(run_step(world, product, traffic, step, print_step))
+            if results[-1].error:
+                break
+    found = leaks(pcaps)
+    leak_count = sum(len(packets) for packets in found.values())
+    print("\n" + format_table(results, leak_count))
+    for result in results:
+        if result.gap is not None:
+            TIMINGS[f"tour {result.name}: gap (s)"] = result.gap.ms / 1000
+        if result.settled_s is not None:
+            TIMINGS[f"tour {result.name}: settled (s)"] = result.settled_s
+    (out_dir / "tour-router.log").write_text(product.router_log(whole=True))
+
+    assert [r.error for r in results if r.error] == [], format_table(results, leak_count)
+    assert len(results) == len(STEPS)
+    for result in results:
+        assert result.gap is not None and result.gap.resumed, f"{result.name}: the stream did not resume"
+        assert result.tcp_alive, f"{result.name}: the TCP session broke"
+    assert traffic.tcp_ok, traffic.tcp_result
+    # The correspondent saw lan-host's own address all along: the LAN kept its addresses.
+    assert traffic.sources() == {lan_host_address(world)}, traffic.sources()
+    for name, packets in found.items():
+        assert packets == [], f"{name}: secure-domain addresses in clear:\n{summary(packets)}"
+
+    # The 3G leg's nesting, from the operator's transit capture (tshark decodes it).
+    cell = nesting_layers(next(p for p in pcaps if "cell0" in p.name))
+    x = plan.CELL_SUBSCRIBER_ADDRESS
+    shapes = {packet.shape for packet in cell}
+    assert f"ip {x}>{T_HA} / ip {T}>{T_GW} / esp" in shapes, summary(cell)
+    assert f"ip {T_HA}>{x} / ip {T_GW}>{T} / esp" in shapes, summary(cell)
+    # At the outer home network the VPN runs straight from T (no outer tunnel).
+    ext = nesting_layers(next(p for p in pcaps if "ext0" in p.name))
+    assert f"ip {T}>{T_GW} / esp" in {packet.shape for packet in ext}, summary(ext)
+    assert not any(packet.shape.startswith(f"ip {T}>{T_HA} / ip") for packet in ext), summary(ext)
+
+
+def lan_host_address(world: World) -> str:
+    output = world.exec("lan-host", ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+    match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_rogue_ap_never_takes_the_vpn_down(world: World, product: DualProduct, out_dir: Path) -> None:
+    """Outside on 3G, a rogue AP claims "corp" (same SSID and passphrase, 10.30.0.x leases, forged
+    agent advertisements for the inner home agent). Hints say "inside"; no authenticated direct
+    reply can come, so the VPN must stay up and the LAN must never leave in clear."""
+    world.ap_down("corp")
+    wait_settled(product, Expect("outside", "cell"))
+    log_mark = len(product.router_log())
+    with record(world, "inet", "rogue0", out_dir / "rogue-uplink.pcap") as rogue_pcap, \
+            Traffic(world, CN, rate=20, name="rogue-traffic") as traffic:
+        t_rogue = time.monotonic()
+        world.rogue_ap_up()
+        advertiser = forge_advertisements(world)
+        try:
+            # The router joins the rogue (its policy prefers WLAN) and tries inside first.
+            seen = product.wait_router_log("uplink wlan up: 10.30.0.", timeout=90)
+            TIMINGS["rogue: router joined the rogue (s)"] = seen
+            time.sleep(20)  # smoke-out, direct attempts, timeouts: everything a hint can trigger
+            during = observed(product.status())
+            vpn_state = product.status()["vpn"]["state"]
+        finally:
+            advertiser.terminate()
+            world.rogue_ap_down()
+        t_gone = time.monotonic()
+        wait_settled(product, Expect("outside", "cell"))
+        traffic.wait_resumed(t_gone, timeout=90)
+    log = product.router_log()[log_mark:]
+    print(f"\nrogue: state while on the rogue {during}, vpn {vpn_state}")
+    print("\n".join(line for line in log.splitlines() if "intent" in line or "situation" in line))
+    assert during[0] != "inside", during
+    assert vpn_state == "up", vpn_state
+    assert "TearVpnDown" not in log, log
+    assert "situation outside -> inside" not in log, log
+    assert "lan route -> direct" not in log.lower()
+    leaked = leaks([rogue_pcap])[rogue_pcap.name]
+    # The rogue's own 10.30.0.x addresses are the rogue's business; the LAN and the secure
+    # domain must not appear in clear.
+    lan_or_secure = [p for p in leaked if any(
+        a.startswith(("10.1.1.", "10.10.", "10.20.", "10.99.")) for src_dst in p.ip_headers for a in src_dst)]
+    assert lan_or_secure == [], summary(lan_or_secure)
+    assert traffic.gap(t_rogue).resumed
+    TIMINGS["rogue: largest gap (s)"] = traffic.gap(t_rogue).ms / 1000
+
+
+def forge_advertisements(world: World) -> object:
+    """An agent advertisement every 0.5 s on the rogue's WLAN, claiming to be the inner home
+    agent's network (RFC 5944 §2.1: ICMP router advertisement + mobility extension 16)."""
+    from qemu.lab.shell import Daemon
+
+    script = world.run_dir / "forge_adverts.py"
+    script.write_text(FORGE)
+    daemon = Daemon("forged adverts", ["python3", str(script)], world.run_dir / "forge.log",
+                    world.ns("ap-rogue"), ready=lambda: "ready" in (world.run_dir / "forge.log").read_text(),
+                    ready_timeout=30, env={"PYTHONPATH": "/src"})
+    daemon.start()
+    return daemon.process
+
+
+# Built with the product's own encoder (a hostile peer would use any tool; the bytes are the
+# same), sent from a forged source (the inner home agent's address) with a hand-made IP header.
+FORGE = r'''
+import socket, struct, time
+from ipaddress import IPv4Address
+from router.mip.advert import (AdvertisementFlags, AgentAdvertisement, MobilityAgentAdvertisement,
+                               RouterAddress, encode_icmp)
+HA = IPv4Address("10.10.0.1")
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"br0")
+print("ready", flush=True)
+sequence = 0
+while True:
+    advert = AgentAdvertisement(lifetime=1800, router_addresses=(RouterAddress(HA, 0),), extensions=(
+        MobilityAgentAdvertisement(sequence, 1800, AdvertisementFlags.H | AdvertisementFlags.F, (HA,)),))
+    icmp = encode_icmp(advert)
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), sequence & 0xFFFF, 0, 1, 1, 0,
+                         HA.packed, IPv4Address("224.0.0.1").packed)
+    try:
+        sock.sendto(header + icmp, ("224.0.0.1", 0))
+    except OSError as exc:
+        print("send failed", exc, flush=True)
+    sequence = (sequence + 1) & 0xFFFF
+    time.sleep(0.5)
+'''
+
+
+def replay_udp(world: World, host: str, source: str, sport: int, destination: str, dport: int,
+               payload: bytes) -> None:
+    """Send `payload` from source:sport as a raw UDP datagram (the home agent's own socket
+    holds sport, so a normal socket cannot)."""
+    header = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    code = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); "
+            f"s.bind(({source!r}, 0)); s.sendto(bytes.fromhex({(header + payload).hex()!r}), ({destination!r}, 0))")
+    run(["python3", "-c", code], world.ns(host))
+
+
+def test_replayed_inner_home_agent_replies_are_dropped(world: World, product: DualProduct, out_dir: Path) -> None:
+    world.ap_up("corp")
+    wait_settled(product, Expect("inside", "wlan", "corp", lan_route="direct"))
+    status = product.status()
+    care_of = status["registrations"]["inner"]["care_of_address"]
+    # Capture one real renewal's reply at the inner home agent (lifetime is 30 s: renewals come).
+    with record(world, "inner-ha", "eth0", out_dir / "inner-ha-replies.pcap", "udp src port 434") as pcap:
+        product.wait_router_log("inner: registered", timeout=90,
+                                count=product.router_log().count("inner: registered") + 1)
+        time.sleep(0.5)
+    replies = udp_payloads(pcap, 434)
+    assert replies, "no inner home agent reply captured"
+    dropped_before = product.router_log().count("reply from 10.10.0.1:434 dropped")
+    for payload in replies[-1:] * 3:
+        replay_udp(world, "inner-ha", plan.INNER_HA_ADDRESS, 434, care_of, 434, payload)
+        time.sleep(0.3)
+    product.wait_router_log("reply from 10.10.0.1:434 dropped", timeout=10, count=dropped_before + 3)
+    log = product.router_log()
+    assert re.search(r"reply from 10\.10\.0\.1:434 dropped \((unsolicited|identification mismatch)\)", log), log[-3000:]
+    after = product.status()["registrations"]["inner"]
+    assert after["state"] == "registered" and after["care_of_address"] == care_of, after
+
+
+def udp_payloads(pcap: Path, sport: int) -> list[bytes]:
+    from scapy.all import UDP, rdpcap  # tests only
+
+    return [bytes(packet[UDP].payload) for packet in rdpcap(str(pcap))
+            if UDP in packet and packet[UDP].sport == sport]
+
