@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from router.policy import domain
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,9 @@ class HistoryStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # A writer killed mid-transaction (or a tool reading the file) may hold the lock a
+        # moment longer: wait for it rather than fail the daemon's start.
+        db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
@@ -172,6 +177,51 @@ class HistoryStore:
             "SELECT kind, mac, verdict, proven, first_seen, last_seen, times_seen FROM context ORDER BY last_seen DESC"
         ).fetchall()
         return [ContextRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def recall_context(self, kind: str, mac: str) -> domain.ContextRecord | None:
+        """What ``domain.conjecture_from_history`` takes: the record for ``(kind, mac)`` with its
+        verdict as a ``domain.Verdict``, or None if never seen. ValueError for a bad kind or MAC.
+
+        Times are the ``now`` given to :meth:`remember_context` (the daemon uses wall-clock
+        ``time.time()``, since history outlives reboots): pass the same clock to the conjecture.
+        """
+        if kind not in CONTEXT_KINDS:
+            raise ValueError(f"unknown context kind {kind!r}")
+        record = self.lookup_context(kind, mac)
+        if record is None:
+            return None
+        try:
+            verdict = domain.Verdict(record.verdict)
+        except ValueError:
+            log.warning("history: %s %s has unknown verdict %r, ignored", kind, record.mac, record.verdict)
+            return None
+        return domain.ContextRecord(
+            record.kind, record.mac, verdict, record.proven, record.first_seen, record.last_seen, record.times_seen
+        )
+
+    def recall_contexts(self, observed: Iterable[tuple[str, str | None]]) -> list[domain.ContextRecord]:
+        """The known records among ``(kind, mac)`` pairs observed on an uplink, in the given order.
+
+        A hint path never raises: a missing (None / empty) or malformed MAC, or an unknown kind,
+        is skipped; duplicates are recalled once.
+        """
+        records: list[domain.ContextRecord] = []
+        seen: set[tuple[str, str]] = set()
+        for kind, mac in observed:
+            if not mac:
+                continue
+            try:
+                key = (kind, _normalise_mac(mac))
+                if key in seen:
+                    continue
+                seen.add(key)
+                record = self.recall_context(*key)
+            except ValueError as exc:
+                log.debug("history: not recalled: %s", exc)
+                continue
+            if record is not None:
+                records.append(record)
+        return records
 
     # --- handover log -----------------------------------------------------------------------
 

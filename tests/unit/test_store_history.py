@@ -96,3 +96,80 @@ def test_kill_during_writes_leaves_a_valid_database(tmp_path: Path) -> None:
         # The handover row of the last committed counter is there: transactions are atomic.
         assert store.recent_handovers(1)[0]["step"] >= counter
     assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+# --- recall for domain detection (conjecture (d)) --------------------------------------------
+
+
+def test_recall_context_returns_the_domain_record(tmp_path: Path) -> None:
+    from router.policy import domain
+
+    store = HistoryStore(tmp_path / "h.sqlite")
+    store.remember_context("gateway", "AA-BB-CC-00-11-22", "inside", 10.0, proven=True)
+    store.remember_context("gateway", "aa:bb:cc:00:11:22", "outside", 20.0, proven=False)
+    record = store.recall_context("gateway", "AA:BB:CC:00:11:22")
+    assert record == domain.ContextRecord(
+        "gateway", "aa:bb:cc:00:11:22", domain.Verdict.INSIDE, True, 10.0, 20.0, 2
+    )
+    assert isinstance(record.verdict, domain.Verdict)
+    assert store.recall_context("bssid", "aa:bb:cc:00:11:22") is None
+    with pytest.raises(ValueError, match="kind"):
+        store.recall_context("router", "aa:bb:cc:00:11:22")
+
+
+def test_recalled_history_feeds_the_conjecture_after_reopen(tmp_path: Path) -> None:
+    from ipaddress import IPv4Address
+
+    from router.policy import domain
+
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path)
+    store.remember_context("gateway", "02:00:00:00:00:01", "inside", 1000.0, proven=True)
+    store.remember_context("bssid", "02:00:00:00:00:02", "inside", 1000.0, proven=True)
+    store.close()
+    store = HistoryStore(path)  # a reboot in between: the file is the memory
+    records = store.recall_contexts([("gateway", "02:00:00:00:00:01"), ("bssid", "02-00-00-00-00-02")])
+    params = domain.DomainParams(inner_home_agent=IPv4Address("10.10.0.1"), history_half_life=100.0)
+    conjecture = domain.conjecture_from_history(records, 1000.0, params)
+    # Two proven sightings at age 0: noisy-or of 0.7 and 0.7.
+    assert conjecture.verdict is domain.Verdict.INSIDE and conjecture.source is domain.Source.HISTORY
+    assert conjecture.confidence == pytest.approx(1 - 0.3 * 0.3)
+    # Decay: one half-life later each counts 0.35.
+    older = domain.conjecture_from_history(records, 1100.0, params)
+    assert older.confidence == pytest.approx(1 - 0.65 * 0.65)
+
+
+def test_recall_contexts_skips_unknown_missing_malformed_and_duplicates(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite")
+    store.remember_context("gateway", "02:00:00:00:00:01", "outside", 5.0, proven=False)
+    store.remember_context("bssid", "02:00:00:00:00:03", "outer_home", 6.0, proven=True)
+    records = store.recall_contexts(
+        [
+            ("gateway", "02:00:00:00:00:01"),
+            ("gateway", "02-00-00-00-00-01"),  # the same, spelled differently
+            ("bssid", None),
+            ("bssid", ""),
+            ("bssid", "not-a-mac"),
+            ("router", "02:00:00:00:00:01"),
+            ("dhcp_server", "02:00:00:00:00:09"),  # never seen
+            ("bssid", "02:00:00:00:00:03"),
+        ]
+    )
+    assert [(r.kind, r.mac, r.verdict.value, r.proven) for r in records] == [
+        ("gateway", "02:00:00:00:00:01", "outside", False),
+        ("bssid", "02:00:00:00:00:03", "outer_home", True),
+    ]
+
+
+def test_recall_ignores_a_row_with_a_verdict_the_domain_does_not_know(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path)
+    store.remember_context("gateway", "02:00:00:00:00:01", "inside", 5.0, proven=True)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO context VALUES ('bssid', '02:00:00:00:00:02', 'sideways', 0, 1, 1, 1)")
+    db.commit()
+    db.close()
+    assert store.recall_context("bssid", "02:00:00:00:00:02") is None
+    assert [r.mac for r in store.recall_contexts([("bssid", "02:00:00:00:00:02"), ("gateway", "02:00:00:00:00:01")])] == [
+        "02:00:00:00:00:01"
+    ]
