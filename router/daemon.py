@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -138,6 +139,8 @@ class RouterDaemon:
     probe_factory: Callable[[UplinkInfo, Callable[[int], None]], Any] | None = None
     #: router.udptunnel.MobileTunnel for RFC 3519 (single system only); None: never request it.
     udp_tunnel: Any = None
+    #: (uplink, callback) -> router.uplink.adverts.AdvertListener; None: no advertisement hints.
+    advert_factory: Callable[[UplinkInfo, Callable[[Any], None]], Any] | None = None
 
     def __post_init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -199,6 +202,8 @@ class RouterDaemon:
         self._single_coa: IPv4Address | None = None  # acknowledged care-of address (single system)
         self._stopping = False
         self._last_handover_logged = 0  # coordinator handover numbers already in self.handovers
+        self._adverts: dict[str, Any] = {}  # uplink -> AdvertListener
+        self._heard: dict[str, dict[tuple[Any, ...], Any]] = {}  # uplink -> distinct sightings
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -302,6 +307,8 @@ class RouterDaemon:
             task.cancel()
         for prober in self._probers.values():
             prober.close()
+        for name in list(self._adverts):
+            self._stop_adverts(name)
         if self._timer is not None:
             self._timer.cancel()
         for driver in self.uplink_drivers.values():
@@ -390,6 +397,7 @@ class RouterDaemon:
             log.info("uplink %s up: %s gw %s on %s", event.name, info.address, info.gateway, event.ifname)
             tracker.carrier(True, now)
             self._start_prober(info)
+            self._start_adverts(info)
             self.spawn(self.sync_kernel(), "kernel-sync")
             if changed and self.active == event.name:
                 self._active_uplink_changed("new address on the active uplink")
@@ -401,6 +409,7 @@ class RouterDaemon:
                     info.address = None
                 tracker.carrier(False, now)
                 self._stop_prober(event.name)
+                self._stop_adverts(event.name)
                 if was_up:
                     log.info("uplink %s down: %s", event.name, event.reason)
         elif isinstance(event, ue.SignalReport):
@@ -456,6 +465,73 @@ class RouterDaemon:
             tracker.probe_sent((name, key), self.now())
             self._arm_timer()
 
+    # --- domain hints: agent advertisements and history (conjectures only choose what to try
+    # first; only an authenticated direct reply from the inner home agent proves "inside") ----
+
+    MAX_SIGHTINGS = 4  # distinct advertisers per attachment (a flood of forged ones adds nothing)
+
+    def _start_adverts(self, info: UplinkInfo) -> None:
+        name = info.config.name
+        self._stop_adverts(name)
+        self._heard[name] = {}
+        if self.advert_factory is None or self.coordinator is None:
+            return
+        try:
+            listener = self.advert_factory(info, functools.partial(self._on_advert, name))
+            listener.open()
+        except OSError as exc:
+            log.warning("uplink %s: no agent advertisement hints (%s)", name, exc)
+            self.count("adverts_open_failed")
+            return
+        self._adverts[name] = listener
+        listener.new_link()
+        listener.solicit()  # RFC 5944 §2.4: an agent answers now instead of at its next advert
+
+    def _stop_adverts(self, name: str) -> None:
+        listener = self._adverts.pop(name, None)
+        if listener is not None:
+            listener.close()
+
+    def _on_advert(self, name: str, heard: Any) -> None:
+        from router.policy.domain import conjecture_from_advertisements
+
+        sightings = self._heard.setdefault(name, {})
+        key = (heard.source, heard.home_agent, heard.foreign_agent)
+        if key in sightings or len(sightings) >= self.MAX_SIGHTINGS:
+            return  # the agent's periodic repeat (or one forger too many): nothing new
+        sightings[key] = heard
+        self.count("adverts_heard")
+        info = self.uplinks[name]
+        if self.coordinator is None or self.active != name:
+            return
+        conjecture = conjecture_from_advertisements([heard], self.coordinator.params.domain)
+        log.info("uplink %s: agent advertisement from %s -> hint %s", name, heard.source, conjecture)
+        self.coordinator.handle_event(co.ConjectureFormed(name, info.address, conjecture), self.now())
+        self._after_input()
+
+    def _hints(self, info: UplinkInfo | None) -> tuple[Any, ...]:
+        """Conjectures known at attach time: network context history and adverts already heard."""
+        if info is None or self.coordinator is None:
+            return ()
+        from router.policy.domain import conjecture_from_advertisements, conjecture_from_history
+
+        params = self.coordinator.params.domain
+        hints = []
+        if self.store is not None:
+            try:
+                records = self.store.recall_contexts([("gateway", info.server_mac), ("bssid", info.bssid)])
+            except Exception as exc:  # a broken history must never stop a handover
+                log.warning("history recall failed: %s", exc)
+                records = []
+            if records:
+                hints.append(conjecture_from_history(records, time.time(), params))
+        heard = self._heard.get(info.config.name)
+        if heard:
+            hints.append(conjecture_from_advertisements(heard.values(), params))
+        for hint in hints:
+            log.info("uplink %s: hint %s", info.config.name, hint)
+        return tuple(hints)
+
     def _on_policy_decision(self, decision: Any) -> None:
         if isinstance(decision, SwitchUplink):
             log.info("%s", decision.reason)
@@ -484,6 +560,7 @@ class RouterDaemon:
                     care_of_address=info.address if info else None,
                     gateway=info.gateway if info else None,
                     kind=info.config.kind if info else "",
+                    hints=self._hints(info),
                 ),
                 now,
             )
@@ -754,7 +831,7 @@ class RouterDaemon:
             self._last_handover_logged = record.number
             entry = situation_entry(record, time.time() - self.now())
             log.info("handover %d %s -> %s via %s: %s", record.number, entry["from"], entry["to"], record.uplink,
-                     ", ".join(f"{phase} +{ms:.0f}ms" for phase, ms in entry["phase_ms"].items()))
+                     ", ".join(f"{p['name']} +{p['at_ms']:.0f}ms" for p in entry["phases"]))
             self.handovers.append(entry)
             del self.handovers[:-200]
             if self.store is not None:
@@ -814,7 +891,9 @@ def situation_entry(record: co.HandoverRecord, unix_offset: float) -> dict[str, 
     entry: dict[str, Any] = {"kind": "situation", **record.as_dict()}
     first = record.phases[0][1] if record.phases else 0.0
     entry["at"] = first + unix_offset
-    entry["phase_ms"] = {str(phase): round((t - first) * 1000, 1) for phase, t in record.phases}
+    # router/web/SCHEMA.md: phases as {name, at_ms} after `at`; the LAN gap is not ours to see.
+    entry["phases"] = [{"name": str(phase), "at_ms": round((t - first) * 1000, 1)} for phase, t in record.phases]
+    entry["gap_ms"] = None
     entry["duration_ms"] = None if record.duration is None else round(record.duration * 1000, 1)
     return entry
 
@@ -861,7 +940,15 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
         # table has no route back to (no default route there): loose reverse-path filtering.
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv4/conf/{UDP_TUNNEL_DEVICE}/rp_filter").write_text("0")
-    daemon = RouterDaemon(config, adapter, vpn=vpn, store=store, probe_factory=probe_factory, udp_tunnel=udp_tunnel)
+    def advert_factory(info: UplinkInfo, on_advert: Callable[[Any], None]) -> Any:
+        from router.uplink.adverts import AdvertListener
+
+        return AdvertListener(info.config.interface, on_advert)
+
+    daemon = RouterDaemon(
+        config, adapter, vpn=vpn, store=store, probe_factory=probe_factory, udp_tunnel=udp_tunnel,
+        advert_factory=advert_factory,
+    )
     for uplink in config.uplinks:
         daemon.uplink_drivers[uplink.name] = build_uplink_driver(uplink, daemon.on_uplink_event, None)
     lan = None

@@ -87,7 +87,7 @@ def print_step(result: StepResult) -> None:
           f"{'  ERROR ' + result.error if result.error else ''}", flush=True)
     for handover in result.phases:
         print(f"      handover {handover.get('from')} -> {handover.get('to')} via {handover.get('uplink')}: "
-              f"{handover.get('phase_ms')}", flush=True)
+              ", ".join(f"{p['name']} +{p['at_ms']:.0f}" for p in handover.get("phases", [])), flush=True)
 
 
 def test_tour_inside_3g_hotspot_outer_home_inside(world: World, product: DualProduct, out_dir: Path) -> None:

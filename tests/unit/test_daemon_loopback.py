@@ -326,3 +326,59 @@ def test_single_system_with_udp_tunnelling_attaches_the_data_path_and_routes_the
         ours.close()
 
     asyncio.run(main())
+
+
+class FakeAdvertListener:
+    def __init__(self, on_advert: Callable[[Any], None]) -> None:
+        self.on_advert = on_advert
+        self.opened = self.closed = False
+        self.solicited = 0
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def new_link(self) -> None:
+        pass
+
+    def solicit(self) -> bool:
+        self.solicited += 1
+        return True
+
+
+def test_agent_advertisements_are_hints_fed_once_per_advertiser(tmp_path: Path) -> None:
+    """An advert heard on the active uplink becomes one ConjectureFormed (its periodic repeats
+    and forged floods add nothing); the listener opens with the link, solicits, and closes
+    with it. A hint never switches the route: no direct proof, no DIRECT route."""
+    from router.policy.domain import AdvertisementHeard
+
+    async def main() -> None:
+        inner_port, outer_port = free_port("127.0.0.1"), free_port("127.0.0.4")
+        await start_home_agent("127.0.0.4", "127.0.0.0/8", "127.0.0.60", 257, outer_port)
+        daemon, _backend = make_daemon(tmp_path, inner_port, outer_port, FakeVpn("127.0.0.7"))
+        listeners: list[FakeAdvertListener] = []
+
+        def factory(info: UplinkInfo, on_advert: Callable[[Any], None]) -> FakeAdvertListener:
+            listeners.append(FakeAdvertListener(on_advert))
+            return listeners[-1]
+
+        daemon.advert_factory = factory
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.active == "eth")
+        assert len(listeners) == 1 and listeners[0].opened and listeners[0].solicited == 1
+        assert daemon.coordinator is not None
+        inner_ha = daemon.coordinator.params.domain.inner_home_agent
+        for _ in range(5):  # the agent's periodic repeats
+            listeners[0].on_advert(AdvertisementHeard(inner_ha, True, False, daemon.now()))
+        for n in range(20):  # a forger inventing advertisers
+            listeners[0].on_advert(AdvertisementHeard(IPv4Address(f"10.30.0.{n + 1}"), False, True, daemon.now()))
+        assert daemon.counters["adverts_heard"] == RouterDaemon.MAX_SIGHTINGS
+        assert daemon.lan_route != LanRoute.DIRECT  # a hint is never proof
+        daemon.on_uplink_event(ue.LinkDown("eth", "carrier lost"))
+        assert listeners[0].closed
+        await daemon.stop()
+
+    asyncio.run(main())
