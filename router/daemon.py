@@ -837,11 +837,99 @@ class RouterDaemon:
             if self.store is not None:
                 self.store.append_handover(time.time(), entry)
 
+    def _interface_counters(self, interface: str) -> Any:
+        """Byte counters of ``interface`` (router.observe; cached for a second), or None."""
+        from router.observe import CounterCache
+
+        cache = getattr(self, "_counter_cache", None)
+        if cache is None:
+            cache = self._counter_cache = CounterCache()
+        return cache.get(interface)
+
+    def _registration_status(self, system: MobilitySystem, now: float) -> dict[str, Any]:
+        """The system's registration object; ``last_message`` is the meaning of ``last_code``
+        (RFC 5944 §3.4) when the last event was a reply, else what happened (a timeout, ...)."""
+        entry = system.status(now)
+        code, event = system.last_code, system.last_event
+        if code is not None and isinstance(event, (mn.Registered, mn.RegistrationDenied)):
+            text = mn.REPLY_CODE_TEXT.get(code, f"code {code}")
+            entry["last_message"] = text.removeprefix("registration ") if code < 64 else f"denied: {text}"
+        return entry
+
+    def _vpn_status(self, unix_now: float) -> dict[str, Any]:
+        """The VPN object. SA age and bytes come from the driver's cached list-sas reading
+        (refreshed in a worker thread, never on this call's time); null while unknown."""
+        state = "up" if self.virtual_ip else ("connecting" if self.vpn_wanted else "down")
+        fields: dict[str, Any] = {"sa_age_s": None, "established_at": None, "tx_bytes": None, "rx_bytes": None}
+        stats = getattr(self.vpn, "stats", None)
+        if state != "down" and callable(stats):
+            reading = stats()
+            if reading is not None:
+                fields = reading.status_fields(unix_now)
+        return {
+            "state": state,
+            "virtual_ip": str(self.virtual_ip) if self.virtual_ip else None,
+            "gateway": str(self.config.vpn.gateway) if self.config.vpn else None,
+            **fields,
+        }
+
+    def _lan_clients(self, unix_now: float) -> list[dict[str, Any]]:
+        """The mobile network's DHCP clients: the leases of our dnsmasq (router.lan.dnsmasq),
+        without those already expired."""
+        from router.lan.dnsmasq import read_leases, state_run_dir
+
+        leases = read_leases(state_run_dir(self.config.state_dir) / "leases")
+        return [lease.as_status() for lease in leases if lease.expires == 0 or lease.expires > unix_now]
+
+    @staticmethod
+    def _handover_status(entry: dict[str, Any], unix_offset: float) -> dict[str, Any]:
+        """A handover log entry in the schema's shape (router/web/SCHEMA.md ``handovers[]``).
+
+        Uplink switches are stored that way already. The coordinator's records (kind
+        "situation") carry loop-clock phase times: ``at`` becomes the Unix time of the first
+        phase and each phase its offset in ms; ``from``/``to`` name the situations. The daemon
+        does not see the LAN's traffic, so ``gap_ms`` stays null unless an entry has one."""
+        out = dict(entry)
+        phases = entry.get("phases")
+        if isinstance(phases, dict):
+            times = sorted((t, str(name)) for name, t in phases.items() if isinstance(t, int | float))
+            first = times[0][0] if times else None
+            out["at"] = first + unix_offset if first is not None else entry.get("at", 0.0)
+            out["phases"] = [{"name": name, "at_ms": round((t - times[0][0]) * 1000, 1)} for t, name in times]
+        out.setdefault("at", 0.0)
+        out.setdefault("from", None)
+        out.setdefault("to", None)
+        out.setdefault("reason", "")
+        out.setdefault("gap_ms", None)
+        out.setdefault("phases", [])
+        return out
+
+    def _situation_status(self) -> dict[str, Any]:
+        name = self.situation.name if self.situation.name in ("inside", "outside", "outer_home", "single") else "unknown"
+        reason = self.situation.reason
+        if self.coordinator is None and name == "single":
+            # The one system's state now, not the words of the first registration.
+            via = next((n for n, u in self.uplinks.items() if u.up and u.address == self._single_coa), None)
+            if self.lan_route == co.LanRoute.DIRECT and via is not None:
+                reason = f"registered with {self.config.inner.home_agent} via {via} (care-of address {self._single_coa})"
+            else:
+                reason = f"not registered with {self.config.inner.home_agent}: the LAN is held (fails closed)"
+        return {
+            "name": name,
+            "since": self.situation.since or None,
+            "reason": reason,
+            "phase": str(self.coordinator.state) if self.coordinator is not None else name,
+        }
+
     def status(self) -> dict[str, Any]:
+        from router import __version__
+
         now = self.now()
+        unix_now = time.time()
         uplinks = []
         for name, info in self.uplinks.items():
             snap = self.health[name].snapshot()
+            counters = self._interface_counters(info.config.interface)
             uplinks.append(
                 {
                     "name": name,
@@ -858,28 +946,30 @@ class RouterDaemon:
                     "metered": info.config.metered,
                     "address": str(info.address) if info.address else None,
                     "ssid": info.ssid,
-                    "tx_bytes": None,
-                    "rx_bytes": None,
+                    "tx_bytes": counters.tx_bytes if counters is not None else None,
+                    "rx_bytes": counters.rx_bytes if counters is not None else None,
                 }
             )
-        registrations = {"inner": self.inner.status(now)}
+        registrations = {"inner": self._registration_status(self.inner, now)}
         if self.outer is not None:
-            registrations["outer"] = self.outer.status(now)
+            registrations["outer"] = self._registration_status(self.outer, now)
         return {
-            "situation": {"name": self.situation.name, "since": self.situation.since, "reason": self.situation.reason},
+            "version": __version__,
+            "now": unix_now,
+            "situation": self._situation_status(),
             "uplinks": uplinks,
             "registrations": registrations,
-            "vpn": {
-                "state": "up" if self.virtual_ip else ("connecting" if self.vpn_wanted else "down"),
-                "virtual_ip": str(self.virtual_ip) if self.virtual_ip else None,
-                "gateway": str(self.config.vpn.gateway) if self.config.vpn else None,
-            },
+            "vpn": self._vpn_status(unix_now),
             "lan_route": str(self.lan_route),
             "mobile_network": {
                 "prefixes": [str(n) for n in self.config.mobile_networks],
-                "lan_address": str(self.config.lan_address),
+                "lan_address": str(self.config.lan_address.ip),
+                "clients": self._lan_clients(unix_now),
             },
-            "handovers": self.handovers[-50:],
+            # newest first, as the schema promises every consumer
+            "handovers": sorted(
+                (self._handover_status(h, unix_now - now) for h in self.handovers[-50:]), key=lambda h: h["at"], reverse=True
+            ),
             "counters": dict(self.counters),
             "uptime_s": round(now - self.started_at),
         }

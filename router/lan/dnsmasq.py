@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,31 @@ class Lease:
     address: IPv4Address
     hostname: str | None
 
+    def as_status(self) -> dict[str, Any]:
+        """The status page's client object (router/web/SCHEMA.md ``mobile_network.clients``).
+
+        dnsmasq writes 0 as the expiry of an infinite lease: shown as null (no end)."""
+        return {
+            "mac": self.mac,
+            "address": str(self.address),
+            "hostname": self.hostname,
+            "expires": float(self.expires) if self.expires > 0 else None,
+        }
+
+
+def state_run_dir(state_dir: str | Path) -> Path:
+    """Where the daemon keeps its dnsmasq's files (config, servers, leases) under ``state_dir``."""
+    return Path(state_dir) / "dnsmasq"
+
+
+def read_leases(path: Path) -> list[Lease]:
+    """The lease file's current leases, oldest expiry first; none if the file does not exist."""
+    try:
+        text = path.read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(parse_leases(text), key=lambda lease: (lease.expires or float("inf"), lease.address))
+
 
 def parse_leases(text: str) -> list[Lease]:
     """dnsmasq's lease file: ``<expiry> <mac> <ip> <hostname|*> <client-id|*>`` per line.
@@ -123,10 +149,7 @@ class DnsmasqService:
         self._servers: tuple[IPv4Address, ...] = ()
 
     def leases(self) -> list[Lease]:
-        try:
-            return parse_leases(self.lan.leases_path.read_text())
-        except FileNotFoundError:
-            return []
+        return read_leases(self.lan.leases_path)
 
     async def start(self) -> None:
         self.lan.run_dir.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,31 @@ class VpnState:
 
 
 @dataclass(frozen=True, slots=True)
+class VpnReading:
+    """One ``list-sas`` answer and when it was read (``at``: Unix time), for the status page."""
+
+    state: VpnState
+    at: float
+
+    def status_fields(self, now: float) -> dict[str, Any]:
+        """``sa_age_s``, ``established_at``, ``tx_bytes``, ``rx_bytes`` as of ``now`` (Unix time).
+
+        charon reports ``established`` as seconds *ago* at the time of the reading, so the age
+        keeps counting between readings; the byte counters are the last reading's (tx = the
+        router's bytes-out). No established SA: all null, never a fake 0.
+        """
+        if not self.state.up or self.state.established_s is None:
+            return {"sa_age_s": None, "established_at": None, "tx_bytes": None, "rx_bytes": None}
+        established_at = self.at - self.state.established_s
+        return {
+            "sa_age_s": round(max(0.0, now - established_at), 1),
+            "established_at": established_at,
+            "tx_bytes": self.state.bytes_out,
+            "rx_bytes": self.state.bytes_in,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class VpnEvent:
     kind: str  # "up" | "down"
     connection: str
@@ -126,6 +151,10 @@ class StrongSwanVpn:
         self.on_event = on_event
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self._reading: VpnReading | None = None
+        self._refreshing = threading.Lock()
+        self._attempted_at: float | None = None  # monotonic time of the last refresh started
+        self.stats_reads = 0
 
     def _session(self, timeout: float = 10.0) -> Any:
         import vici
@@ -197,6 +226,50 @@ class StrongSwanVpn:
 
     async def state(self) -> VpnState:
         return await asyncio.to_thread(self._state_blocking)
+
+    # --- statistics for the status page (never blocks the caller) ---------------------------
+
+    def stats(self, max_age_s: float = 5.0) -> VpnReading | None:
+        """The last ``list-sas`` reading (None before the first one), at once.
+
+        Called from the event loop per status request: it never talks to charon itself. When
+        the last refresh started ``max_age_s`` ago or more and none is running, one short-lived
+        worker thread reads ``list-sas`` (2 s socket timeout) and replaces it; a page request
+        sees the new values on a later call. charon unreachable: the reading becomes None.
+        """
+        reading = self._reading
+        now = time.monotonic()
+        if (self._attempted_at is None or now - self._attempted_at >= max_age_s) and self._refreshing.acquire(
+            blocking=False
+        ):
+            self._attempted_at = now
+            try:
+                threading.Thread(target=self._refresh_stats, name="vici-stats", daemon=True).start()
+            except RuntimeError:  # no thread to be had: try again next time
+                self._refreshing.release()
+        return reading
+
+    def _refresh_stats(self) -> None:
+        try:
+            session = self._session(timeout=2.0)
+            try:
+                state = parse_sas(session.list_sas({"ike": self.connection}), self.connection)
+            finally:
+                session.transport.socket.close()
+            self._reading = VpnReading(state, time.time())
+        except Exception as exc:  # the vici package raises its own types on a dead socket
+            log.debug("vpn stats: %s", type(exc).__name__ if not isinstance(exc, VpnError) else exc)
+            self._reading = None
+        finally:
+            self.stats_reads += 1
+            self._refreshing.release()
+
+    def wait_stats_refreshed(self, timeout: float = 5.0) -> bool:
+        """For tests: wait until no refresh is running."""
+        if self._refreshing.acquire(timeout=timeout):
+            self._refreshing.release()
+            return True
+        return False
 
     # --- events ------------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ class Exposition:
         return "\n".join(lines) + "\n"
 
 
-_SITUATIONS = ("inside", "outside", "outer_home", "unknown")
+_SITUATIONS = ("inside", "outside", "outer_home", "single", "unknown")
 
 
 def render_metrics(status: Mapping[str, Any], http_counters: Mapping[str, int] | None = None) -> str:

@@ -44,6 +44,7 @@ border:1px solid var(--line)}
 .sit[data-v=inside]{background:var(--okbg);color:var(--ok)}
 .sit[data-v=outside]{background:var(--warnbg);color:var(--warn)}
 .sit[data-v=outer_home]{background:var(--infobg);color:var(--info)}
+.sit[data-v=single]{background:var(--okbg);color:var(--ok)}
 .sit .k{font-size:12px;text-transform:uppercase;letter-spacing:.08em;opacity:.85}
 .sit .name{font-size:30px;font-weight:700;line-height:1.15;text-transform:capitalize}
 .sit .why{color:var(--fg);margin-top:4px;overflow-wrap:anywhere}
@@ -232,10 +233,12 @@ def _uplink(index: int, uplink: dict[str, Any], series: dict[str, list[tuple[flo
     )
 
 
-def _registration(system: str, reg: dict[str, Any], now: float) -> str:
+def _registration(system: str, reg: dict[str, Any], now: float, single: bool = False) -> str:
     p = f"registrations.{system}"
     title = {"inner": "inner system", "outer": "outer system"}.get(system, system)
     hint = {"inner": "home agent in the secure domain", "outer": "home agent outside (DMZ)"}.get(system, "")
+    if single:  # no [outer]/[vpn]: one system, whose home agent may sit anywhere
+        title, hint = "Mobile IP", "the router's one home agent (single-system mode)"
     rows = [
         ("home agent", _bound(f"{p}.home_agent", "text", reg.get("home_agent"), now)),
         ("home address", _bound(f"{p}.home_address", "text", reg.get("home_address"), now)),
@@ -338,7 +341,7 @@ def render_main(status: dict[str, Any], series: dict[str, list[tuple[float, floa
         + "</div>",
         "<h2>mobility and VPN</h2>",
         '<div class="grid">'
-        + "".join(_registration(system, registrations[system], now_f)
+        + "".join(_registration(system, registrations[system], now_f, single="outer" not in registrations)
                   for system in ("inner", "outer") if isinstance(registrations.get(system), dict))
         + _vpn(status.get("vpn") or {}, now_f) + "</div>",
         "<h2>mobile network</h2>",

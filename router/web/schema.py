@@ -43,7 +43,8 @@ TOP = {"situation": (dict,), "uplinks": (list,), "registrations": (dict,), "vpn"
        "mobile_network": (dict,), "handovers": (list,), "counters": (dict,), "version": (str,),
        "uptime_s": NUM, "now": NUM}
 
-SITUATION_NAMES = ("inside", "outside", "outer_home", "unknown")
+# "single": one Mobile IP system only (no [outer]/[vpn]), so no domain detection.
+SITUATION_NAMES = ("inside", "outside", "outer_home", "single", "unknown")
 
 _SECRETISH = re.compile(r"(^|_)(key|keys|psk|secret|secrets|token|tokens|password|passphrase)$", re.I)
 REDACTED = "<redacted>"

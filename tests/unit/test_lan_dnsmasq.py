@@ -5,7 +5,14 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from router.lan.dnsmasq import LanSettings, parse_leases, render_config, render_servers
+from router.lan.dnsmasq import (
+    LanSettings,
+    parse_leases,
+    read_leases,
+    render_config,
+    render_servers,
+    state_run_dir,
+)
 
 
 def lan(tmp_path: Path) -> LanSettings:
@@ -47,3 +54,32 @@ def test_parse_leases_skips_torn_lines() -> None:
         ("02:aa:bb:cc:dd:01", "10.1.1.150", "laptop"),
         ("02:aa:bb:cc:dd:02", "10.1.1.151", None),
     ]
+
+
+# A lease file as dnsmasq 2.89 writes it (lease_update_file: expiry, MAC, address, name or *,
+# client id or *); the last lease is infinite (expiry 0).
+LEASE_FILE = """\
+1764403600 52:54:00:12:34:56 10.1.1.150 lan-host 01:52:54:00:12:34:56
+1764401000 52:54:00:ab:cd:ef 10.1.1.151 * 01:52:54:00:ab:cd:ef
+0 52:54:00:00:00:01 10.1.1.20 printer *
+"""
+
+
+def test_read_leases_gives_status_clients_soonest_expiry_first(tmp_path: Path) -> None:
+    path = tmp_path / "leases"
+    path.write_text(LEASE_FILE)
+    clients = [lease.as_status() for lease in read_leases(path)]
+    assert clients == [
+        {"mac": "52:54:00:ab:cd:ef", "address": "10.1.1.151", "hostname": None, "expires": 1764401000.0},
+        {"mac": "52:54:00:12:34:56", "address": "10.1.1.150", "hostname": "lan-host", "expires": 1764403600.0},
+        {"mac": "52:54:00:00:00:01", "address": "10.1.1.20", "hostname": "printer", "expires": None},
+    ]
+    from router.web.schema import CLIENT
+
+    for client in clients:
+        assert set(client) == set(CLIENT)
+
+
+def test_read_leases_without_a_file_is_empty(tmp_path: Path) -> None:
+    assert read_leases(tmp_path / "missing" / "leases") == []
+    assert state_run_dir(tmp_path) / "leases" == tmp_path / "dnsmasq" / "leases"
