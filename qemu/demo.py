@@ -29,7 +29,15 @@ OUT = Path("/out")
 def in_guest(serve: bool) -> int:
     from qemu.lab import World, plan
     from qemu.lab.product import DualProduct
-    from qemu.lab.tour import STEPS, format_table, leaks, outside_captures, run_step, start_inside
+    from qemu.lab.tour import (
+        STEPS,
+        format_phases,
+        format_table,
+        leaks,
+        outside_captures,
+        run_step,
+        start_inside,
+    )
     from qemu.lab.traffic import Traffic
 
     print("demo: building the lab world", flush=True)
@@ -55,6 +63,8 @@ def in_guest(serve: bool) -> int:
                     results.append(result)
                     print(f"  {step.name:<36} -> {result.situation} on {result.uplink}: gap {result.gap}"
                           f"{'  ERROR ' + result.error if result.error else ''}", flush=True)
+                    for handover in result.phases:
+                        print(f"      {format_phases(handover)}", flush=True)
                     if result.error:
                         break
             leak_count = sum(len(found) for found in leaks(pcaps).values())

@@ -40,6 +40,11 @@ class SystemEvent:
 # Drop reasons of the registration machine that point at a misconfiguration (wrong key or
 # SPI, wrong home agent): worth a warning with whatever the unverified reply claims.
 AUTH_DROPS = ("bad_authenticator", "bad_authenticator_length", "unknown_spi", "no_auth_extension", "multiple_auth_extensions", "auth_extension_order")
+
+# Every reply the machine drops is counted; these are also logged (DESIGN.md section 8: a
+# replayed, forged or stray reply is dropped with a counted, logged reason).
+LOGGED_DROPS = (*AUTH_DROPS, "unexpected_source", "not_a_reply", "unsolicited", "identification_mismatch",
+                "wrong_home_address", "unknown_extension")
 REGISTRATION_REPLY = 3  # RFC 5944 §3.4: Type
 
 
@@ -60,7 +65,7 @@ class LoggingMachine:
         before = dict(self.machine.counters)
         self.machine.receive_datagram(data, addr, now)
         for reason, value in self.machine.counters.items():
-            if value == before.get(reason, 0) or reason not in (*AUTH_DROPS, "unexpected_source", "not_a_reply"):
+            if value == before.get(reason, 0) or reason not in LOGGED_DROPS:
                 continue
             claim = ""
             if len(data) >= 2 and data[0] == REGISTRATION_REPLY:

@@ -70,6 +70,7 @@ class StepResult:
     tcp_alive: bool = False
     phases: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    router_log: str = ""  # what the router logged during the step
 
     @property
     def ok(self) -> bool:
@@ -145,6 +146,7 @@ def recent_phases(product: DualProduct, since_unix: float) -> list[dict[str, Any
 def run_step(world: World, product: DualProduct, traffic: Traffic, step: Step,
              report: Callable[[StepResult], None] | None = None) -> StepResult:
     result = StepResult(step.name, step.expect)
+    log_mark = len(product.router_log())
     started_unix = time.time()
     start = time.monotonic()
     try:
@@ -161,6 +163,7 @@ def run_step(world: World, product: DualProduct, traffic: Traffic, step: Step,
     result.situation = situation
     result.uplink = f"{uplink} ({ssid})" if ssid else uplink
     result.phases = recent_phases(product, started_unix - 1)
+    result.router_log = product.router_log()[log_mark:]
     if report is not None:
         report(result)
     return result
@@ -189,6 +192,12 @@ def start_inside(world: World, product: DualProduct) -> dict[str, float]:
     timings["lan-host lease"] = world.lan_host_dhcp(timeout=60).seconds
     timings["router settled inside"] = wait_settled(product, START, timeout=180)
     return timings
+
+
+def format_phases(handover: dict[str, Any]) -> str:
+    """One handover-log entry: from -> to via uplink, then each phase's ms after detection."""
+    phases = ", ".join(f"{p.get('name')} +{float(p.get('at_ms', 0)):.0f}" for p in handover.get("phases", []))
+    return f"handover {handover.get('from')} -> {handover.get('to')} via {handover.get('uplink')}: {phases} ms"
 
 
 def format_table(results: list[StepResult], leak_count: int) -> str:
