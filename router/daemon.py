@@ -201,6 +201,8 @@ class RouterDaemon:
         self._single_pending: IPv4Address | None = None
         self._single_coa: IPv4Address | None = None  # acknowledged care-of address (single system)
         self._stopping = False
+        self._verify_after = 0.0
+        self._verify_task: asyncio.Future[None] | None = None
         self._last_handover_logged = 0  # coordinator handover numbers already in self.handovers
         self._adverts: dict[str, Any] = {}  # uplink -> AdvertListener
         self._heard: dict[str, dict[tuple[Any, ...], Any]] = {}  # uplink -> distinct sightings
@@ -276,9 +278,36 @@ class RouterDaemon:
             if self._stopping:
                 return
             plan = router_plan(self.dataplane())
-            changes = await asyncio.to_thread(self.adapter.apply, plan)
+            # The quick path: no kernel dump before the change (a handover waits for it);
+            # a verification follows once the changes have stopped for a moment.
+            changes = await asyncio.to_thread(self.adapter.apply_quick, plan)
             if changes:
                 log.debug("kernel: %d change(s)", len(changes))
+                self._verify_after = self.now() + self.VERIFY_DELAY
+                if self._verify_task is None or self._verify_task.done():
+                    self._verify_task = asyncio.ensure_future(self._verify_kernel())
+
+    VERIFY_DELAY = 1.0  # seconds without kernel changes before the kernel is read back
+
+    async def _verify_kernel(self) -> None:
+        """Read the kernel back once changes settle and apply what still differs (a device
+        that vanished took its routes with it); debounced so a handover's burst of changes
+        is verified once, after it."""
+        while (wait := self._verify_after - self.now()) > 0:
+            await asyncio.sleep(wait)
+        if self.adapter is None or self._stopping:
+            return
+        async with self._plan_lock:
+            if self._stopping:
+                return
+            try:
+                healed = await asyncio.to_thread(self.adapter.verify, router_plan(self.dataplane()))
+            except Exception as exc:
+                log.warning("kernel verification failed: %s", exc)
+                self.adapter.forget()
+                return
+            if healed:
+                log.warning("kernel: %d difference(s) healed after verification", len(healed))
 
     # --- start / stop ------------------------------------------------------------------------
 
@@ -303,6 +332,8 @@ class RouterDaemon:
         if self.coordinator is None:
             await self._deregister_single()
         self._stopping = True  # no kernel sync may start now; one in flight is awaited below
+        if self._verify_task is not None:
+            self._verify_task.cancel()
         for task in list(self._probe_tasks.values()) + list(self._tasks):
             task.cancel()
         for prober in self._probers.values():

@@ -4,6 +4,13 @@ apply(desired) = observe what we own + diff + apply each change + wait until the
 the desired plan. Because the adapter always starts from what the kernel holds (not from what
 it believes it did), the same call serves the first start, every update, the restart after a
 crash (leftovers are simply "owned and not desired") and shutdown (`teardown`: desired = empty).
+
+A handover cannot wait for two full dumps of the kernel's tables (each is hundreds of
+milliseconds on a slow router CPU): `apply_quick(desired)` diffs against what the last apply or
+verification left (the adapter's *known* state, itself an observation), applies the changes and
+returns; `verify(desired)` then observes, applies whatever still differs (an interface that
+vanished meanwhile took its routes along) and waits for convergence, off the critical path.
+Any refused change drops the known state, and the quick path falls back to a full `apply`.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from .backend import Backend
+from .backend import Backend, BackendError
 from .plan import Change, Plan, diff
 
 log = logging.getLogger(__name__)
@@ -37,8 +44,45 @@ class KernelAdapter:
         self._clock = clock
         self._sleep = sleep
 
+        #: What the kernel held after our last apply/verify (None: unknown, observe first).
+        self._known: Plan | None = None
+
     def observe(self) -> Plan:
         return self.backend.observe()
+
+    def forget(self) -> None:
+        """Something outside our changes moved (a link went away): observe next time."""
+        self._known = None
+
+    def apply_quick(self, desired: Plan) -> list[Change]:
+        """Apply the difference from the known state without observing first or waiting;
+        follow with `verify(desired)`. Falls back to `apply` when nothing is known or the
+        kernel refuses a change (the known state was stale)."""
+        if self._known is None:
+            return self.apply(desired)
+        desired.validate(self.ownership)
+        changes = diff(self._known, desired)
+        try:
+            for change in changes:
+                self.backend.apply(change)
+                log.info("kernel: %s", change)
+        except BackendError as exc:
+            log.info("kernel: %s; observing and applying again", exc)
+            self._known = None
+            return changes + self.apply(desired)
+        self._known = desired
+        return changes
+
+    def verify(self, desired: Plan) -> list[Change]:
+        """Observe; apply what still differs from `desired`; wait until converged."""
+        self._known = None
+        healed = diff(self.backend.observe(), desired)
+        for change in healed:
+            self.backend.apply(change)
+            log.info("kernel: %s (verification)", change)
+        self._wait_until_converged(desired)
+        self._known = desired
+        return healed
 
     def plan_changes(self, desired: Plan) -> list[Change]:
         """What `apply` would do now, without doing it (for dry runs and logs)."""
@@ -52,12 +96,14 @@ class KernelAdapter:
         naming the object the kernel refused (changes before it stay applied; calling again
         continues from there), `ConvergenceError` if the result does not show in time.
         """
+        self._known = None
         changes = self.plan_changes(desired)
         for change in changes:
             self.backend.apply(change)
             log.info("kernel: %s", change)
         if changes:
             self._wait_until_converged(desired)
+        self._known = desired
         return changes
 
     def reconcile(self, desired: Plan) -> list[Change]:

@@ -162,3 +162,54 @@ def test_only_networking_sysctls_are_accepted(key: str) -> None:
     _, adapter = fresh()
     with pytest.raises(SysctlError, match="expected net/ipv4/"):
         adapter.ensure_sysctls({key: "1"})
+
+
+class CountingBackend(FakeBackend):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.observations = 0
+
+    def observe(self) -> Plan:
+        self.observations += 1
+        return super().observe()
+
+
+def counting_adapter() -> tuple[KernelAdapter, CountingBackend]:
+    backend = CountingBackend(foreign_links={"wlan0", "eth0", "br-lan"})
+    return KernelAdapter(backend, sleep=lambda _: None), backend
+
+
+def test_quick_apply_diffs_against_the_known_state_without_observing() -> None:
+    adapter, backend = counting_adapter()
+    adapter.apply(router_plan("198.51.100.20"))
+    before = backend.observations
+    changes = adapter.apply_quick(router_plan("198.51.100.30"))
+    assert backend.observations == before, "the quick path must not dump the kernel first"
+    assert changes and diff(backend.observe(), router_plan("198.51.100.30")) == []
+    assert adapter.verify(router_plan("198.51.100.30")) == []  # nothing left to heal
+
+
+def test_quick_apply_with_nothing_known_observes_first() -> None:
+    adapter, backend = counting_adapter()
+    adapter.apply_quick(router_plan())
+    assert backend.observations >= 1 and diff(backend.observe(), router_plan()) == []
+
+
+def test_verification_heals_what_vanished_behind_our_back() -> None:
+    adapter, backend = counting_adapter()
+    plan = router_plan()
+    adapter.apply(plan)
+    route = next(r for r in plan.routes if r.table == 101)
+    backend.apply(Change(Operation.REMOVE, route))  # e.g. the uplink's device went away
+    assert adapter.apply_quick(plan) == []  # the known state does not see it ...
+    healed = adapter.verify(plan)  # ... the verification does, and puts it back
+    assert [c.item for c in healed] == [route] and diff(backend.observe(), plan) == []
+
+
+def test_a_refused_quick_change_falls_back_to_a_full_apply() -> None:
+    adapter, backend = counting_adapter()
+    adapter.apply(router_plan("198.51.100.20"))
+    rule = next(r for r in router_plan("198.51.100.20").rules if r.priority == 1001)
+    backend.apply(Change(Operation.REMOVE, rule))  # gone already: removing it again is refused
+    adapter.apply_quick(router_plan("198.51.100.30"))
+    assert diff(backend.observe(), router_plan("198.51.100.30")) == []
