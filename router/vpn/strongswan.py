@@ -220,7 +220,10 @@ class StrongSwanVpn:
         )
         return state
 
-    async def down(self, timeout: float = 5.0) -> None:
+    async def down(self, timeout: float = 1.0) -> None:
+        """Terminate the IKE SA. The DELETE is best effort (``force``): when the old path is
+        already gone (walking inside, the uplink lost) charon would otherwise retransmit it for
+        seconds; waiting ``timeout`` for the gateway's answer is enough, its DPD cleans up."""
         await asyncio.to_thread(self._down_blocking, timeout)
         log.info("vpn %s down", self.connection)
 

@@ -121,6 +121,11 @@ def test_tour_inside_3g_hotspot_outer_home_inside(world: World, product: DualPro
     for intent in ("BringVpnUp", "TearVpnDown", "RegisterInner", "SwitchLanRoute"):
         assert f"intent {intent}" not in care_of_only, f"3G -> hotspot: {intent}\n{care_of_only[-3000:]}"
     assert "intent RegisterOuter" in care_of_only, care_of_only[-3000:]
+    # Back on corp, the network context history (the start of the tour proved corp inside)
+    # is a hint; the authenticated direct registration is still what switched the route.
+    back_inside = results[-1].router_log
+    assert re.search(r"hint .*last inside \(proven\)", back_inside), back_inside[-3000:]
+    assert "authenticated direct inner registration" in back_inside, back_inside[-3000:]
     # The correspondent saw lan-host's own address all along: the LAN kept its addresses.
     assert traffic.sources() == {lan_host_address(world)}, traffic.sources()
     for name, packets in found.items():
