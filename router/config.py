@@ -515,6 +515,8 @@ class HomeAgentConfig:
     udp_tunnelling: bool = True
     #: Keepalive Interval sent in assenting UDP Tunnel Replies (0 = the node's default, 110 s).
     udp_keepalive_interval: int = 0
+    #: Where the replay state (RFC 5944 §5.7: last accepted Identification) survives restarts.
+    state_dir: str = "/var/lib/router-ha"
 
 
 def load_home_agent_config(path: str | os.PathLike[str]) -> HomeAgentConfig:
@@ -566,6 +568,7 @@ def load_home_agent_config(path: str | os.PathLike[str]) -> HomeAgentConfig:
         replay_window=ha.integer("replay_window", 7, 1, 3600),
         udp_tunnelling=ha.get("udp_tunnelling", bool, True),
         udp_keepalive_interval=ha.integer("udp_keepalive_interval", 0, 0, 65535),
+        state_dir=ha.get("state_dir", str, "/var/lib/router-ha"),
     )
     ha.finish()
     top.finish()

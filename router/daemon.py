@@ -60,7 +60,13 @@ from router.dataplane import (
     UplinkRoute,
     router_plan,
 )
-from router.lifecycle import security_association, shutdown_event
+from router.lifecycle import (
+    ReloadPlan,
+    plan_router_reload,
+    reload_signal,
+    security_association,
+    shutdown_event,
+)
 from router.mip import mobilenode as mn
 from router.mip.errors import LocalProtocolError
 from router.mip.identification import NTP_UNIX_OFFSET
@@ -68,7 +74,14 @@ from router.net import KernelAdapter, Plan
 from router.policy import coordinator as co
 from router.policy.domain import DomainParams, SmokeOutOutcome
 from router.policy.health import HealthConfig, HealthTracker
-from router.policy.uplink import NoUplink, StandbyWanted, SwitchUplink, UplinkPolicy, UplinkProfile
+from router.policy.uplink import (
+    NoUplink,
+    PolicyConfigError,
+    StandbyWanted,
+    SwitchUplink,
+    UplinkPolicy,
+    UplinkProfile,
+)
 from router.system import MobilitySystem, SystemEvent
 from router.uplink import events as ue
 
@@ -154,6 +167,7 @@ class RouterDaemon:
             node_config(self.config.inner, self.config, clock_offset=offset, nemo=True, udp_tunnel=udp_mode),
             self._on_system_event,
             tunnel=self.udp_tunnel,
+            state_path=Path(self.config.state_dir) / "identification-inner.json",  # RFC 5944 §5.7.1 across restarts
         )
         if self.udp_tunnel is not None:
             self.udp_tunnel.on_peer_state = self._on_udp_peer_state
@@ -162,7 +176,10 @@ class RouterDaemon:
         self.coordinator: co.Coordinator | None = None
         if self.config.outer is not None:
             self.outer = MobilitySystem(
-                "outer", node_config(self.config.outer, self.config, clock_offset=offset, nemo=False), self._on_system_event
+                "outer",
+                node_config(self.config.outer, self.config, clock_offset=offset, nemo=False),
+                self._on_system_event,
+                state_path=Path(self.config.state_dir) / "identification-outer.json",  # RFC 5944 §5.7.1
             )
             domain = DomainParams(
                 inner_home_agent=self.config.inner.home_agent,
@@ -374,6 +391,55 @@ class RouterDaemon:
                 await asyncio.sleep(0.05)
         except (OSError, LocalProtocolError) as exc:
             log.info("stop: no deregistration: %s", exc)
+
+    # --- reload (SIGHUP) ------------------------------------------------------------------------
+
+    def reload(self, config: RouterConfig) -> ReloadPlan:
+        """Apply a new, valid config: uplink priority/metered/min signal (policy profiles) and
+        each system's security association and lifetime (a new machine re-registers at once);
+        everything else is logged as needing a restart and keeps its running value."""
+        plan = plan_router_reload(self.config, config)
+        try:
+            profiles = [
+                UplinkProfile(
+                    name=u.name, kind=u.kind, priority=u.priority, metered=u.metered, min_signal_dbm=u.min_signal_dbm
+                )
+                for u in plan.config.uplinks
+                if u.name in plan.uplinks
+            ]
+        except PolicyConfigError as exc:
+            log.error("reload refused, keeping the last good config: %s", exc)
+            return plan
+        self.config = plan.config
+        for change in plan.applied:
+            log.info("reload: applied %s", change)
+        if plan.needs_restart:
+            log.warning("reload: needs a restart (running with the old values): %s", ", ".join(plan.needs_restart))
+        if not plan.applied and not plan.needs_restart:
+            log.info("reload: no change")
+        for uplink in plan.config.uplinks:
+            self.uplinks[uplink.name].config = uplink
+        for profile in profiles:
+            self.policy.update_profile(profile)
+        offset = time.time() - self.loop.time() + NTP_UNIX_OFFSET
+        for name in plan.systems:
+            system = self.inner if name == "inner" else self.outer
+            system_config = plan.config.inner if name == "inner" else plan.config.outer
+            if system is None or system_config is None:
+                continue
+            binding = system.machine.binding
+            udp_mode = plan.config.inner.udp_tunnel if name == "inner" and self.udp_tunnel is not None else "never"
+            system.reconfigure(
+                node_config(system_config, plan.config, clock_offset=offset, nemo=name == "inner", udp_tunnel=udp_mode)
+            )
+            if binding is not None and not self._stopping:
+                log.info("reload: %s re-registers with the new settings (coa %s)", name, binding.care_of_address)
+                self.spawn(
+                    system.register(binding.care_of_address, attempt=system.attempt, via_vpn=system.via_vpn),
+                    f"{name}-register",
+                )
+        self._after_input()
+        return plan
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -1082,6 +1148,14 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
     web = None
     stop = shutdown_event(log)
     await daemon.start()
+
+    def on_sighup() -> None:  # SIGHUP: re-read the config; a bad file keeps the last good one
+        try:
+            daemon.reload(load_router_config(args.config))
+        except ConfigError as exc:
+            log.error("reload refused, keeping the last good config: %s", exc)
+
+    reload_signal(log, on_sighup)
     if lan is not None:
         await lan.start()
     with contextlib.suppress(ImportError):

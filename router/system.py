@@ -9,6 +9,12 @@ the machine no longer waits for a reply to it.
 With RFC 3519 UDP tunnelling the socket belongs to the data path (``tunnel``, a
 router.udptunnel ``MobileTunnel``): registrations and tunnel data then share the source port,
 as §4.4 requires, and ``socket`` is what the daemon attaches the tunnel to.
+
+Identification across restarts (RFC 5944 §5.7.1: each timestamp "MUST be greater than that
+used in any previous Registration Request"): with ``state_path`` the last Identification the
+machine handed out is written (atomically, router.lifecycle.write_state) before the request
+carrying it leaves, and a new run starts from max(now, last + 1), even if the clock stepped
+back meanwhile.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from router.drive import MachineDriver, open_driver, udp_socket
+from router.lifecycle import StateError, read_state, write_state
 from router.mip import mobilenode as mn
 
 log = logging.getLogger(__name__)
@@ -56,14 +64,25 @@ class LoggingMachine:
     operator still needs to read why, so the unverified code is logged (never acted on).
     """
 
-    def __init__(self, name: str, machine: mn.RegistrationMachine) -> None:
+    def __init__(
+        self, name: str, machine: mn.RegistrationMachine, persist: Callable[[int], None] | None = None
+    ) -> None:
         self.name = name
         self.machine = machine
         self.unverified_denials = 0
+        #: Called with a new last Identification before the datagrams carrying it are sent.
+        self.persist = persist
+        self.persisted = machine.last_identification
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         before = dict(self.machine.counters)
         self.machine.receive_datagram(data, addr, now)
+        if self.machine.counters.get("resynchronised", 0) != before.get("resynchronised", 0):
+            # RFC 5944 §5.7.1: a 133 carries the home agent's time of day; we adopted it.
+            log.warning(
+                "%s: denied 133 by %s:%d: identification resynchronised, clock correction %+.0f s",
+                self.name, addr[0], addr[1], self.machine.clock_correction,
+            )
         for reason, value in self.machine.counters.items():
             if value == before.get(reason, 0) or reason not in LOGGED_DROPS:
                 continue
@@ -78,7 +97,12 @@ class LoggingMachine:
             log.warning("%s: reply from %s:%d dropped (%s)%s%s", self.name, addr[0], addr[1], reason.replace("_", " "), claim, hint)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        return self.machine.datagrams_to_send(now)
+        out = self.machine.datagrams_to_send(now)
+        last = self.machine.last_identification
+        if out and self.persist is not None and last != self.persisted:
+            self.persist(last)
+            self.persisted = last
+        return out
 
     def get_timer(self) -> float | None:
         return self.machine.get_timer()
@@ -90,17 +114,38 @@ class LoggingMachine:
         return self.machine.next_event()
 
 
+def load_last_identification(path: Path) -> int:
+    """The last Identification a previous run persisted (0: none or unreadable)."""
+    try:
+        data = read_state(path)
+    except StateError as exc:
+        log.warning("identification state unreadable, starting from the clock: %s", exc)
+        return 0
+    value = data.get("last_identification") if data else None
+    return value if isinstance(value, int) and 0 <= value < 2**64 else 0
+
+
 class MobilitySystem:
     def __init__(
-        self, name: str, config: mn.MobileNodeConfig, on_event: Callable[[SystemEvent], None], tunnel: Any = None
+        self,
+        name: str,
+        config: mn.MobileNodeConfig,
+        on_event: Callable[[SystemEvent], None],
+        tunnel: Any = None,
+        state_path: Path | None = None,
     ) -> None:
         self.name = name
         self.config = config
         #: router.udptunnel MobileTunnel owning the care-of address sockets (None: asyncio's)
         self.tunnel = tunnel
         self.socket: socket.socket | None = None
-        self.machine = mn.RegistrationMachine(config)
-        self._logging = LoggingMachine(name, self.machine)
+        self.state_path = state_path
+        last = load_last_identification(state_path) if state_path is not None else 0
+        if last:
+            log.info("%s: identification continues after %#x (persisted)", name, last)
+        self.machine = mn.RegistrationMachine(config, last_identification=last)
+        self._logging = LoggingMachine(name, self.machine, self._persist if state_path is not None else None)
+        self._persist_failed = False
         self.on_event = on_event
         self._driver: MachineDriver | None = None
         self._bound: IPv4Address | None = None
@@ -110,6 +155,26 @@ class MobilitySystem:
         self.last_code: int | None = None
         self.last_round_trip: float | None = None
         self.smoke_outs = 0
+
+    def reconfigure(self, config: mn.MobileNodeConfig) -> None:
+        """A config reload (new key, SPI, algorithm or lifetime): a new machine that goes on
+        counting from the old one's last Identification; the caller re-registers."""
+        last = self.machine.last_identification
+        self.close()
+        self.config = config
+        self.machine = mn.RegistrationMachine(config, last_identification=last)
+        self._logging = LoggingMachine(self.name, self.machine, self._persist if self.state_path is not None else None)
+
+    def _persist(self, last: int) -> None:
+        assert self.state_path is not None
+        try:
+            write_state(self.state_path, {"last_identification": last, "home_agent": str(self.config.home_agent)})
+        except OSError as exc:
+            if not self._persist_failed:  # once: a read-only state dir must not flood the log
+                log.warning("%s: cannot persist the identification (%s): replay state lost at restart", self.name, exc)
+            self._persist_failed = True
+        else:
+            self._persist_failed = False
 
     def _deliver(self, event: Any) -> None:
         self.last_event = event

@@ -15,25 +15,59 @@ with the RFC 3519 header, so a ``HomeAgentTunnel`` (router.udptunnel: one TUN ``
 UDP 434. Registrations reach the logic through it (``add_socket``), tunnel data goes to the TUN,
 and after every binding event its peers are synced with the UDP-tunnelled bindings; the plan
 routes those bindings' home address and mobile networks into the TUN.
+
+Replay state across restarts (RFC 5944 §5.7.1: a timestamp is accepted only if "greater than"
+every one accepted before), in ``<state_dir>/replay-<address>.json`` (atomic, fsynced, 0600):
+
+- a clean stop writes the last accepted Identification of every mobile node ("clean": true),
+  and the next start restores exactly that;
+- while running, the file holds only a *lease*: "nothing was accepted after lease_until"
+  (NTP seconds). Before a Reply that accepts a Request leaves, the lease is extended to
+  now + LEASE_S when less than a second of it is left: at most one small fsynced write per
+  second whatever the load and the number of nodes (writing every node per Request would
+  make the home agent's capacity that of its disk);
+- after a crash (the file is not clean) every node starts above lease_until + tolerance:
+  nothing accepted before the crash can lie beyond it, so a replay draws 133; a node whose
+  fresh Request falls below that floor is refused for at most LEASE_S + tolerance seconds.
+
+An unreadable state file falls back to a floor of "now + tolerance" for every node. The
+replay check follows the wall clock: a stepped clock (date -s, NTP step) is logged and the
+check uses the new time of day at once.
+
+SIGHUP re-reads the config: a valid one replaces the mobile-node table and keys (bindings of
+nodes still configured stay; removed nodes' bindings go); an invalid one is logged with its
+ConfigError line and the last good config keeps running. Settings of the listening socket and
+data path (address, home network, port, home interface, udp tunnelling, state dir) need a
+restart: a reload names them and keeps the running values.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from router.config import ConfigError, HomeAgentConfig, load_home_agent_config
 from router.drive import MachineDriver, open_driver, udp_socket
 from router.ha.plan import LINK_PREFIX, SYSCTLS, UDP_TUNNEL_DEVICE, home_agent_plan
-from router.lifecycle import security_association, shutdown_event
+from router.lifecycle import (
+    StateError,
+    read_state,
+    reload_signal,
+    security_association,
+    shutdown_event,
+    write_state,
+)
 from router.mip import homeagent as ha
-from router.mip.identification import NTP_UNIX_OFFSET
+from router.mip.errors import LocalProtocolError
+from router.mip.identification import NTP_UNIX_OFFSET, ntp_seconds
 from router.net import KernelAdapter, Ownership, Plan
 from router.udptunnel.datapath import HomeAgentTunnel
 from router.udptunnel.peers import Peer
@@ -116,12 +150,30 @@ class LoggingLogic:
     binding event); this wrapper turns each counter step into a line naming the sender.
     """
 
-    def __init__(self, logic: ha.HomeAgentLogic) -> None:
+    def __init__(
+        self,
+        logic: ha.HomeAgentLogic,
+        persist: Callable[[], None] | None = None,
+        clock_offset: Callable[[], float] | None = None,
+    ) -> None:
         self.logic = logic
+        #: Writes the replay state; called after a request moved it, before the reply leaves.
+        self.persist = persist
+        #: The wall clock's current offset (the replay check follows a stepped clock).
+        self.clock_offset = clock_offset
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self.clock_offset is not None:
+            offset = self.clock_offset()
+            step = offset - self.logic.config.clock_offset
+            if abs(step) > 1.0:
+                log.warning("wall clock stepped by %+.0f s: the replay check follows it", step)
+                self.logic.set_clock_offset(offset, now)
         before = dict(self.logic.counters)
+        version = self.logic.replay_version
         self.logic.receive_datagram(data, addr, now)
+        if self.persist is not None and self.logic.replay_version != version:
+            self.persist()
         for name, value in self.logic.counters.items():
             if value == before.get(name, 0):
                 continue
@@ -163,10 +215,136 @@ class HomeAgentDaemon:
     open_udp_tun: Callable[[], int] | None = None
     tunnel: HomeAgentTunnel | None = field(init=False, default=None)
 
+    _persist_failed: bool = field(init=False, default=False)
+    _verify_after: float = field(init=False, default=0.0)
+    _verify_task: asyncio.Future[None] | None = field(init=False, default=None)
+    #: NTP seconds up to which the state file covers acceptances (None: nothing written yet).
+    _lease_until: float | None = field(init=False, default=None)
+
     def __post_init__(self) -> None:
-        loop = asyncio.get_running_loop()
         udp = self.config.udp_tunnelling and (self.adapter is None or self.open_udp_tun is not None)
-        self.logic = ha.HomeAgentLogic(logic_config(self.config, clock_offset=wall_clock_offset(loop.time), udp_tunnelling=udp))
+        self._new_logic(udp)
+
+    # --- replay state (RFC 5944 §5.7) across restarts --------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.config.state_dir) / f"replay-{self.config.address}.json"
+
+    def _clock_offset(self) -> float:
+        return wall_clock_offset(asyncio.get_running_loop().time)
+
+    def _new_logic(self, udp_tunnelling: bool) -> None:
+        self.logic = ha.HomeAgentLogic(
+            logic_config(self.config, clock_offset=self._clock_offset(), udp_tunnelling=udp_tunnelling)
+        )
+        self._restore_replay_state()
+
+    def _ntp_now(self) -> float:
+        return asyncio.get_running_loop().time() + self.logic.config.clock_offset
+
+    def _restore_replay_state(self) -> None:
+        path = self.state_path
+        try:
+            data = read_state(path)
+            state = parse_replay_state(data) if data is not None else {}
+            lease = replay_lease(data) if data is not None else None
+        except StateError as exc:
+            # Nothing accepted before the restart can lie beyond now + tolerance (§5.7.1).
+            now = asyncio.get_running_loop().time()
+            floor = (ntp_seconds(now, self.logic.config.clock_offset) + self.config.replay_window) << 32
+            log.error("replay state unreadable (%s): every node starts above now + %d s", exc, self.config.replay_window)
+            self.logic.restore_replay_state({}, floor=floor)
+            return
+        if lease is not None:
+            # Not a clean stop: anything up to the lease (+ tolerance) may have been accepted.
+            floor = (int(lease) + 1 + self.config.replay_window) << 32
+            log.warning("replay state: no clean stop before; every node starts above the lease "
+                        "(%+.0f s from now) + %d s", lease - self._ntp_now(), self.config.replay_window)
+            self.logic.restore_replay_state(state, floor=floor)
+        else:
+            self.logic.restore_replay_state(state)
+        if state:
+            log.info("replay state restored for %d mobile node(s) from %s", len(state), path)
+
+    def extend_replay_lease(self) -> None:
+        """Called after a Request was accepted, before its Reply leaves: keep the lease ahead."""
+        now = self._ntp_now()
+        if self._lease_until is not None and self._lease_until - now >= LEASE_RENEW_S:
+            return
+        self._write_state({"version": 2, "home_agent": str(self.config.address), "clean": False,
+                           "lease_until": now + LEASE_S})
+        self._lease_until = now + LEASE_S
+
+    def persist_replay_state(self) -> None:
+        """The clean-stop record: every node's last accepted Identification, exactly."""
+        state = self.logic.replay_state()
+        self._write_state({
+            "version": 2,
+            "home_agent": str(self.config.address),
+            "clean": True,
+            "nodes": [
+                {"home_address": str(home), "spi": spi, "last_accepted": value}
+                for (home, spi), value in sorted(state.items())
+            ],
+        })
+        self._lease_until = None
+
+    def _write_state(self, data: dict[str, object]) -> None:
+        try:
+            write_state(self.state_path, data)
+        except OSError as exc:
+            if not self._persist_failed:  # once: a read-only state dir must not flood the log
+                log.error("cannot persist the replay state to %s: %s", self.state_path, exc)
+            self._persist_failed = True
+        else:
+            self._persist_failed = False
+
+    def _logging_logic(self) -> LoggingLogic:
+        return LoggingLogic(self.logic, self.extend_replay_lease, self._clock_offset)
+
+    # --- reload (SIGHUP) -------------------------------------------------------------------
+
+    def reload(self, config: HomeAgentConfig) -> None:
+        """Take a new, validated config; settings that need a restart keep their values."""
+        old = self.config
+        restart = [name for name in RESTART_SETTINGS if getattr(config, name) != getattr(old, name)]
+        for name in restart:
+            log.warning("reload: %s changed (%s -> %s): needs a restart, keeping %s",
+                        name, getattr(old, name), getattr(config, name), getattr(old, name))
+        merged = dataclasses.replace(config, **{name: getattr(old, name) for name in RESTART_SETTINGS})
+        try:
+            new_logic_config = logic_config(
+                merged, clock_offset=self._clock_offset(), udp_tunnelling=self.logic.config.udp_tunnelling
+            )
+        except LocalProtocolError as exc:
+            log.error("reload refused, keeping the last good config: %s", exc)
+            return
+        before = {node.home_address: node for node in old.mobile_nodes}
+        after = {node.home_address: node for node in merged.mobile_nodes}
+        added = sorted(str(h) for h in after.keys() - before.keys())
+        removed = sorted(str(h) for h in before.keys() - after.keys())
+        changed = sorted(str(h) for h in after.keys() & before.keys() if after[h] != before[h])
+        self.config = merged
+        self.logic.reconfigure(new_logic_config)
+        log.info(
+            "reload: %d mobile node(s); added %s; removed %s; changed %s; max_lifetime %d",
+            len(merged.mobile_nodes), ",".join(added) or "-", ",".join(removed) or "-",
+            ",".join(changed) or "-", merged.max_lifetime,
+        )
+        if self.driver is not None:
+            self.driver.poke()  # deliver the removals (bindings of removed nodes) now
+        self.persist_replay_state()
+
+    def reload_from(self, path: str) -> bool:
+        """SIGHUP: re-read ``path``; an invalid file is logged and changes nothing."""
+        try:
+            config = load_home_agent_config(path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the last good config: %s", exc)
+            return False
+        self.reload(config)
+        return True
 
     async def start(self) -> None:
         if self.adapter is not None:
@@ -181,17 +359,15 @@ class HomeAgentDaemon:
             except OSError as exc:
                 # No data path: refuse UDP tunnelling (129) rather than black-hole the node.
                 log.warning("no RFC 3519 data path (%s): udp tunnelling refused", exc)
-                self.logic = ha.HomeAgentLogic(
-                    logic_config(self.config, clock_offset=wall_clock_offset(asyncio.get_running_loop().time), udp_tunnelling=False)
-                )
+                self._new_logic(False)
                 self.open_udp_tun = None
         if fd is not None:
             self.tunnel = HomeAgentTunnel(fd, home_agent=self.config.address, on_peer_silent=self._on_peer_silent)
-            self.driver = MachineDriver(LoggingLogic(self.logic), self._on_event)
+            self.driver = MachineDriver(self._logging_logic(), self._on_event)
             self.driver.connection_made(self.tunnel.add_socket(sock, self.driver.datagram_received))
             log.info("udp tunnelling (RFC 3519) on: data path tun %s", UDP_TUNNEL_DEVICE)
         else:
-            self.driver = await open_driver(LoggingLogic(self.logic), self._on_event, sock)
+            self.driver = await open_driver(self._logging_logic(), self._on_event, sock)
         log.info(
             "home agent %s listening on udp %d for %d mobile node(s)%s",
             self.config.address,
@@ -240,9 +416,14 @@ class HomeAgentDaemon:
                     # tunnel to it can be added (the kernel refuses two with equal ends).
                     kept = {h: o for h, o in previous.items() if self._applied_previous.get(h) == o}
                     base = home_agent_plan(bindings, self.config.address, self.config.home_interface, kept, udp)
-                    await asyncio.to_thread(self.adapter.apply, base)
-                await asyncio.to_thread(self.adapter.apply, plan)
+                    await asyncio.to_thread(self.adapter.apply_quick, base)
+                # No kernel dump before the change (a moving node waits for it); the kernel is
+                # read back and healed once changes have stopped for a moment.
+                await asyncio.to_thread(self.adapter.apply_quick, plan)
                 self._applied_previous = previous
+                self._verify_after = asyncio.get_running_loop().time() + VERIFY_DELAY_S
+                if self._verify_task is None or self._verify_task.done():
+                    self._verify_task = asyncio.ensure_future(self._verify_kernel())
             except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
                 log.error("kernel plan not applied: %s", exc)
                 await asyncio.sleep(1.0)
@@ -257,9 +438,32 @@ class HomeAgentDaemon:
                     except OSError as exc:
                         log.warning("gratuitous ARP for %s failed: %s", address, exc)
 
+    async def _verify_kernel(self) -> None:
+        """Read the kernel back once binding changes settle; apply what still differs."""
+        loop = asyncio.get_running_loop()
+        while (wait := self._verify_after - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        if self.adapter is None:
+            return
+        previous = {home: old for home, (old, until) in self._previous.items() if until > loop.time()}
+        udp = UDP_TUNNEL_DEVICE if self.tunnel is not None else None
+        plan = home_agent_plan(list(self.logic.bindings().values()), self.config.address,
+                               self.config.home_interface, previous, udp)
+        try:
+            healed = await asyncio.to_thread(self.adapter.verify, plan)
+        except Exception as exc:  # the next binding change applies again from a fresh look
+            log.error("kernel verification failed: %s", exc)
+            self.adapter.forget()
+            return
+        if healed:
+            log.warning("kernel: %d difference(s) healed after verification", len(healed))
+
     async def stop(self) -> None:
+        if self._verify_task is not None:
+            self._verify_task.cancel()
         if self.driver is not None:
             self.driver.close()
+        self.persist_replay_state()  # a clean stop: the next start restores every node exactly
         if self.adapter is not None:
             changes = await asyncio.to_thread(self.adapter.teardown)
             log.info("stop: removed %d kernel object(s)", len(changes))
@@ -267,6 +471,48 @@ class HomeAgentDaemon:
         if self.tunnel is not None:
             self.tunnel.close()  # the TUN goes with its descriptor
             self.tunnel = None
+
+
+# Settings bound to the socket, the kernel plan or the state file: a reload cannot change them.
+RESTART_SETTINGS = ("address", "home_network", "port", "home_interface", "udp_tunnelling", "state_dir")
+
+
+VERIFY_DELAY_S = 1.0  # quiet time before the kernel is read back after binding changes
+
+#: Seconds of acceptances a lease write covers, and when it is renewed (time left).
+LEASE_S = 2.0
+LEASE_RENEW_S = 1.0
+
+
+def replay_lease(data: dict[str, object]) -> float | None:
+    """lease_until (NTP seconds) of a file a running home agent left (no clean stop); None
+    after a clean stop; StateError when the file is not what this module writes."""
+    if data.get("version") != 2 or not isinstance(data.get("clean"), bool):
+        raise StateError("unknown replay state format")
+    if data["clean"]:
+        return None
+    lease = data.get("lease_until")
+    if not isinstance(lease, int | float) or isinstance(lease, bool):
+        raise StateError("replay state lease without a time")
+    return float(lease)
+
+
+def parse_replay_state(data: dict[str, object]) -> dict[tuple[IPv4Address, int], int]:
+    """The persisted replay state; StateError when it is not what persist_replay_state wrote."""
+    nodes = data.get("nodes", [])
+    if data.get("version") != 2 or not isinstance(nodes, list):
+        raise StateError("unknown replay state format")
+    state: dict[tuple[IPv4Address, int], int] = {}
+    for entry in nodes:
+        try:
+            home = IPv4Address(entry["home_address"])
+            spi, value = entry["spi"], entry["last_accepted"]
+        except (TypeError, KeyError, ValueError):
+            raise StateError(f"bad replay state entry {entry!r}") from None
+        if not (isinstance(spi, int) and isinstance(value, int) and 0 <= value < 2**64):
+            raise StateError(f"bad replay state entry {entry!r}")
+        state[(home, spi)] = value
+    return state
 
 
 def open_udp_tunnel_device() -> int:
@@ -305,6 +551,7 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
     daemon = HomeAgentDaemon(config, adapter, arp, open_udp_tun=open_udp_tun)
     stop = shutdown_event(log)
     await daemon.start()
+    reload_signal(log, lambda: daemon.reload_from(args.config))
     sync = asyncio.create_task(daemon.run_kernel_sync(), name="kernel-sync")
     try:
         await stop.wait()

@@ -64,8 +64,8 @@ import heapq
 import math
 import secrets
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from .auth import AuthFailure, SecurityAssociation, sign, verify
@@ -226,17 +226,10 @@ class HomeAgentLogic:
         self._random_bytes = random_bytes
         self._nodes: dict[IPv4Address, _Node] = {}
         self._spi_owners: dict[int, list[_Node]] = {}
-        for entry in config.mobile_nodes:
-            node = _Node(entry, {sa.spi: sa for sa in entry.security_associations})
-            for sa in entry.security_associations:
-                node.replay[sa.spi] = HomeAgentReplayState(
-                    sa.replay,
-                    tolerance=sa.timestamp_tolerance,
-                    clock_offset=config.clock_offset,
-                    random_bytes=random_bytes,
-                )
-                self._spi_owners.setdefault(sa.spi, []).append(node)
-            self._nodes[entry.home_address] = node
+        self._build_nodes(config)
+        #: Moves whenever a timestamp Identification is consumed: the daemon persists
+        #: ``replay_state()`` when it changed (RFC 5944 §5.7 across restarts).
+        self.replay_version = 0
         self._bindings: dict[IPv4Address, Binding] = {}
         self._expiry_heap: list[tuple[float, int, IPv4Address]] = []
         self._heap_sequence = 0
@@ -338,7 +331,98 @@ class HomeAgentLogic:
             return
         self._process(request, result.covered, node, sa, addr, now)
 
+    # -- state kept across restarts and config reloads (the daemon does the I/O) --
+
+    def replay_state(self) -> dict[tuple[IPv4Address, int], int]:
+        """Last accepted timestamp Identification per (home address, SPI) (§5.7.1)."""
+        return {
+            (home, spi): replay.last_accepted
+            for home, node in self._nodes.items()
+            for spi, replay in node.replay.items()
+            if replay.last_accepted >= 0
+        }
+
+    def restore_replay_state(
+        self, state: Mapping[tuple[IPv4Address, int], int], *, floor: int | None = None
+    ) -> None:
+        """Seed the replay state a previous run persisted, so a Request accepted before a
+        restart is refused after it (133). ``floor`` applies to every node: the fallback
+        when the persisted state is unreadable (nothing accepted before can exceed it)."""
+        for home, node in self._nodes.items():
+            for spi, replay in node.replay.items():
+                if (value := state.get((home, spi))) is not None:
+                    replay.raise_floor(value)
+                if floor is not None:
+                    replay.raise_floor(floor)
+
+    def set_clock_offset(self, clock_offset: float, now: float) -> None:
+        """Follow a stepped wall clock (``now + clock_offset`` = NTP seconds).
+
+        A step back caps every replay floor at our new time plus the tolerance: what was
+        accepted in the stepped-forward era is out of tolerance now anyway (§5.7.1), and
+        anything accepted before it lies below the cap, so no replay window opens, while the
+        nodes are not locked out until the clock catches up.
+        """
+        stepped_back = clock_offset < self.config.clock_offset
+        self.config = replace(self.config, clock_offset=clock_offset)
+        for node in self._nodes.values():
+            for replay in node.replay.values():
+                replay.clock_offset = clock_offset
+                if stepped_back:
+                    seconds = math.ceil(now + clock_offset + replay.tolerance)
+                    replay.cap_floor(seconds << 32)
+
+    def reconfigure(self, config: HomeAgentConfig) -> None:
+        """Take a new mobile-node table (a config reload) without a restart.
+
+        Bindings of nodes still configured stay, unless their mobile networks are no
+        longer all allowed; the others are removed (a ``BindingRemoved`` each). Replay
+        state carries over for every (home address, SPI) kept with the same method.
+        """
+        old_nodes = self._nodes
+        self.config = config
+        self._nodes = {}
+        self._spi_owners = {}
+        self._build_nodes(config)
+        for home, node in self._nodes.items():
+            previous = old_nodes.get(home)
+            if previous is None:
+                continue
+            for spi, replay in node.replay.items():
+                old = previous.replay.get(spi)
+                if old is not None and old.method is replay.method:
+                    old.tolerance = replay.tolerance
+                    old.clock_offset = config.clock_offset
+                    node.replay[spi] = old
+        for home, binding in list(self._bindings.items()):
+            kept = self._nodes.get(home)
+            if kept is None:
+                reason = "no longer configured"
+            elif any(
+                self._prefix_code(net, kept.entry.mobile_networks) != 0
+                for net in binding.mobile_networks
+            ):
+                reason = "mobile networks no longer allowed"
+            else:
+                continue
+            del self._bindings[home]
+            self._events.append(BindingRemoved(binding, reason))
+            self._count("removed")
+
     # -- internals --------------------------------------------------------
+
+    def _build_nodes(self, config: HomeAgentConfig) -> None:
+        for entry in config.mobile_nodes:
+            node = _Node(entry, {sa.spi: sa for sa in entry.security_associations})
+            for sa in entry.security_associations:
+                node.replay[sa.spi] = HomeAgentReplayState(
+                    sa.replay,
+                    tolerance=sa.timestamp_tolerance,
+                    clock_offset=config.clock_offset,
+                    random_bytes=self._random_bytes,
+                )
+                self._spi_owners.setdefault(sa.spi, []).append(node)
+            self._nodes[entry.home_address] = node
 
     def _count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1
@@ -450,6 +534,7 @@ class HomeAgentLogic:
             )
             return
         replay.consume(request.identification)
+        self.replay_version += 1
         if request.home_agent != self.config.address:
             self._deny(request, addr, sa, node, ReplyCode.HA_UNKNOWN_HOME_AGENT_ADDRESS, now)
             return

@@ -108,6 +108,7 @@ class IdentificationGenerator:
         *,
         clock_offset: float = 0.0,
         random_bytes: RandomBytes = secrets.token_bytes,
+        last: int = 0,
     ) -> None:
         self.method = method
         self._clock_offset = clock_offset
@@ -115,11 +116,17 @@ class IdentificationGenerator:
         self._correction = 0.0
         self._random_bytes = random_bytes
         # Floor for the next timestamp: §5.7.1 "MUST be greater than that used in any
-        # previous Registration Request".
-        self._last = 0
+        # previous Registration Request". ``last`` carries it across a restart (the caller
+        # persists ``last_identification``), so a clock stepped back cannot repeat a value.
+        self._last = last & _MASK64
         # The nonce the home agent handed us last (§5.7.2); 0 until we hear from it.
         self._home_agent_nonce = 0
         self._last_low = -1
+
+    @property
+    def last_identification(self) -> int:
+        """The last timestamp Identification handed out (0: none yet); persist it."""
+        return self._last
 
     @property
     def clock_correction(self) -> float:
@@ -218,6 +225,28 @@ class HomeAgentReplayState:
     @property
     def last_accepted(self) -> int:
         return self._last_accepted
+
+    def raise_floor(self, identification: int) -> None:
+        """Treat ``identification`` as already accepted (timestamps only): restores the
+        replay state a home agent persisted before a restart (§5.7.1 "greater than")."""
+        if self.method is ReplayMethod.TIMESTAMPS:
+            self._last_accepted = max(self._last_accepted, identification & _MASK64)
+
+    def cap_floor(self, identification: int) -> None:
+        """Lower the "previously accepted" floor to at most ``identification`` (timestamps):
+        after our clock stepped back, values accepted in the stepped-forward era would lock
+        every node out until the clock caught up again."""
+        if self.method is ReplayMethod.TIMESTAMPS:
+            self._last_accepted = min(self._last_accepted, identification & _MASK64)
+
+    @property
+    def clock_offset(self) -> float:
+        return self._clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, value: float) -> None:
+        # The caller follows a stepped wall clock (``now + clock_offset`` = NTP seconds).
+        self._clock_offset = value
 
     def check(self, identification: int, now: float) -> ReplayVerdict:
         if self.method is ReplayMethod.NONCES:

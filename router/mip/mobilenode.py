@@ -398,7 +398,10 @@ class RegistrationMachine:
         config: MobileNodeConfig,
         *,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        last_identification: int = 0,
     ) -> None:
+        """``last_identification``: the last one a previous run sent (the daemon persists
+        it), so timestamps stay strictly increasing across a restart (RFC 5944 §5.7.1)."""
         self.config = config
         self.state = State.IDLE
         self.binding: BindingState | None = None
@@ -406,7 +409,10 @@ class RegistrationMachine:
         self.counters: dict[str, int] = {}
         self._sa = config.security_association
         self._identification = IdentificationGenerator(
-            self._sa.replay, clock_offset=config.clock_offset, random_bytes=random_bytes
+            self._sa.replay,
+            clock_offset=config.clock_offset,
+            random_bytes=random_bytes,
+            last=last_identification,
         )
         self._home_agent_host = str(config.home_agent)
         self._lifetime = config.lifetime
@@ -426,6 +432,16 @@ class RegistrationMachine:
     @property
     def registered(self) -> bool:
         return self.binding is not None
+
+    @property
+    def last_identification(self) -> int:
+        """The last timestamp Identification sent or reserved (0: none); persist it."""
+        return self._identification.last_identification
+
+    @property
+    def clock_correction(self) -> float:
+        """Seconds added to our clock after the last 133 (§5.7.1 resynchronisation)."""
+        return self._identification.clock_correction
 
     @property
     def mobile_networks_requested(self) -> tuple[IPv4Network, ...]:

@@ -307,6 +307,18 @@ class UplinkPolicy:
 
     # --- inputs ---------------------------------------------------------------------------
 
+    def update_profile(self, profile: UplinkProfile) -> None:
+        """A config reload: new priority, metering or minimum signal for a known uplink.
+        Health, penalties and the active choice stay; the next ``evaluate`` ranks anew."""
+        link = self._link(profile.name)
+        if profile.kind != link.profile.kind:
+            raise PolicyConfigError(f"uplink {profile.name}: kind cannot change ({link.profile.kind} -> {profile.kind})")
+        link.profile = profile
+        if not link.fit(self.settings.signal_hysteresis_db):
+            link.fit_since = None
+        elif link.fit_since is None:
+            link.fit_since = self._now
+
     def observe(self, health: UplinkHealth, available: bool, now: float) -> None:
         """The latest health of one uplink and whether it is associated / dialled."""
         link = self._link(health.name)
