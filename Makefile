@@ -61,4 +61,4 @@ clean:
 # with its measured recovery time. (Also part of guest-test: they live under tests/qemu.)
 .PHONY: drills
 drills: image
-	$(PY) -m qemu.run --tests tests/qemu/test_drills.py
+	$(PY) -m qemu.run --tests tests/qemu/test_drills.py tests/qemu/test_drills_dual.py

@@ -42,6 +42,7 @@ from pathlib import Path
 import pytest
 
 from qemu.lab import World, plan
+from qemu.lab.kernelstate import duplicates, kernel_listing
 from qemu.lab.product import HOME_ADDRESS, Product
 from qemu.lab.shell import LabError, run, wait_until
 from tests.qemu.test_product_single import (  # the shared fixtures and helpers
@@ -63,43 +64,9 @@ FLAP_SECONDS = 24.0  # (b)
 
 # -- kernel state ------------------------------------------------------------------------------
 
-def _strip_nft(text: str) -> list[str]:
-    lines = []
-    for line in text.splitlines():
-        line = re.sub(r"counter packets \d+ bytes \d+", "counter", line)
-        line = re.sub(r" # handle \d+", "", line).rstrip()
-        if line:
-            lines.append(line)
-    return lines
-
-
-def kernel_listing(world: World) -> dict[str, list[str]]:
-    """The router namespace's kernel state as iproute2 and nft list it (independent oracle).
-    Uplink-owned objects the router does not plan (ppp0's peer route, wlan0's kernel routes)
-    are left out; everything in our tables and rule range, every tunnel and every policy is in."""
-    ns = "router"
-    tunnels = sorted(
-        " ".join(line.split()[1:2] + re.findall(r"(?:ipip|gre) \S+ remote \S+ local \S+", line))
-        for line in world.exec(ns, ["ip", "-d", "-o", "link", "show"]).splitlines()
-        if re.search(r" (ipip|gre|ip_vti|sit) ", line))
-    routes = sorted(
-        re.sub(r"\s+", " ", line).strip()
-        for line in world.exec(ns, ["ip", "-4", "route", "show", "table", "all"]).splitlines()
-        if not (" dev wlan0 " in line and "proto kernel" in line) and "linkdown" not in line)
-    rules = sorted(world.exec(ns, ["ip", "-4", "rule"]).splitlines())
-    xfrm = sorted(world.exec(ns, ["ip", "xfrm", "policy"]).splitlines())
-    nft = _strip_nft(world.exec(ns, ["nft", "list", "ruleset"]))
-    return {"tunnels": tunnels, "routes": routes, "rules": rules, "xfrm policies": xfrm, "nft": nft}
-
-
 def ha_tunnels(listing: dict[str, list[str]]) -> list[str]:
     """The IP-in-IP tunnels to the home agent (whatever the data plane names them)."""
     return [t for t in listing["tunnels"] if re.search(rf"remote {re.escape(HA)} local ", t)]
-
-
-def duplicates(listing: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {kind: sorted({x for x in lines if lines.count(x) > 1})
-            for kind, lines in listing.items() if kind != "nft" and len(set(lines)) != len(lines)}
 
 
 def plan_differences(world: World) -> list[str]:
