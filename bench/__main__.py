@@ -1,18 +1,31 @@
-"""``python -m bench [--quick]``: run every benchmark that exists so far, in one process each."""
+"""``python -m bench [NAME ...] [--quick]``: run the named benchmarks (all when none is named),
+each in its own process. Names: ha_capacity, udp_tunnel, throughput, footprint (the module
+names under bench/). In-guest benches boot the QEMU guest themselves (qemu.run).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.ha_capacity", "bench.udp_tunnel"]
+BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput"]
 
 
-def main() -> int:
-    failures = 0
-    for module in BENCHMARKS:
-        print(f"== {module}", flush=True)
-        failures += subprocess.call([sys.executable, "-m", module, *sys.argv[1:]]) != 0
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    names = [a for a in arguments if not a.startswith("-")]
+    options = [a for a in arguments if a.startswith("-")]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; have {BENCHMARKS}", file=sys.stderr)
+        return 2
+    failures = []
+    for name in names or BENCHMARKS:
+        print(f"== bench.{name}", flush=True)
+        if subprocess.call([sys.executable, "-m", f"bench.{name}", *options]) != 0:
+            failures.append(name)
+    if failures:
+        print(f"benchmarks that did not finish: {failures}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -10,7 +10,8 @@ Outer home (ext WLAN):      ESP(T -> T_gw)[IP-in-IP(V -> S_HA)[packet]]
   brought up over vici by router.vpn.strongswan.StrongSwanVpn;
 - inner-ha: home_agent_plan for S=10.10.0.50 -> CoA V with the mobile network 10.1.1.0/24.
 
-The nesting is read from captures decoded by tshark (qemu.lab.captures): on the outside link
+The setup lives in qemu.lab.nesting (shared with the throughput bench). The nesting is read
+from captures decoded by tshark (qemu.lab.captures): on the outside link
 (inet's end of the cell link, or of the ext WLAN) and on the VPN gateway's inside leg, where
 the innermost IP-in-IP (V -> S_HA) appears once ESP is gone.
 
@@ -25,45 +26,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
-from qemu.lab import World, plan, vpn
+from qemu.lab import World, nesting, plan
 from qemu.lab.captures import Packet, cleartext_leaks, nesting_layers, record, summary
-from qemu.lab.shell import Daemon, LabError, run
-from qemu.lab.testing import module_world
-from router.daemon import ROUTER_SYSCTLS
-from router.dataplane import (
-    HOME_DEVICE,
-    ROUTER_OWNERSHIP,
-    DataPlane,
-    Tunnel,
-    UplinkRoute,
-    router_plan,
+from qemu.lab.nesting import (
+    CN,
+    HOME_INTERFACE,
+    LAN_HOST,
+    S_HA,
+    T_GW,
+    T_HA,
+    TRANSFER_BYTES,
+    A,
+    Dual,
+    S,
+    T,
+    binding,
+    dataplane,
+    exact_transfer,
+    iperf,
+    path_mtu,
+    planned,
 )
-from router.ha.daemon import HA_OWNERSHIP
-from router.ha.plan import SYSCTLS as HA_SYSCTLS
+from qemu.lab.shell import Daemon, LabError
+from qemu.lab.testing import module_world
+from router.dataplane import HOME_DEVICE, Tunnel, UplinkRoute
 from router.ha.plan import home_agent_plan
-from router.mip.homeagent import Binding
-from router.net import BackendError, KernelAdapter, Plan
+from router.net import Plan
 from router.net.arp import send_gratuitous_arp
-from router.net.kernel import Pyroute2Backend
-from router.vpn.strongswan import StrongSwanVpn
 
 pytestmark = pytest.mark.guest
-
-A = IPv4Address
-S, S_HA = A("10.10.0.50"), A(plan.INNER_HA_ADDRESS)
-T, T_HA, T_GW = A("192.0.2.50"), A(plan.OUTER_HA_ADDRESS), A(plan.VPN_GATEWAY_ADDRESS)
-MNP = IPv4Network(plan.LAN_PREFIX)
-OUTER_HOME_NETWORK = IPv4Network("192.0.2.0/24")  # the ext WLAN / DMZ
-LAN_HOST, CN = plan.LAN_HOST_ADDRESS, plan.CORRESPONDENT_ADDRESS
-HOME_INTERFACE = "eth0"  # each home agent's leg on its home network
 
 TIMINGS: dict[str, float] = {}
 
@@ -73,105 +70,11 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     yield from module_world(request, TIMINGS)
 
 
-def binding(home: IPv4Address, care_of: IPv4Address, networks: tuple[IPv4Network, ...] = ()) -> Binding:
-    return Binding(home_address=home, care_of_address=care_of, lifetime=None, expires_at=None,
-                   mobile_networks=networks, reverse_tunnel=True, udp_tunnel=False,
-                   source=(str(care_of), 434), request_identification=0, reply_identification=0,
-                   registered_at=0.0)
-
-
-def dataplane(uplinks: tuple[UplinkRoute, ...], **situation: object) -> DataPlane:
-    return DataPlane(lan_interface=plan.ROUTER_LAN_BRIDGE, mobile_networks=(MNP,),
-                     inner_home_address=S, uplinks=uplinks, outer_home_address=T,
-                     outer_home_network=OUTER_HOME_NETWORK,
-                     **situation)  # type: ignore[arg-type]
-
-
-def planned(state: DataPlane) -> Plan:
-    return router_plan(state)
-
-
-@dataclass
-class Dual:
-    """The outside situation as built by the `outside` fixture."""
-
-    world: World
-    router: KernelAdapter
-    outer_ha: KernelAdapter
-    inner_ha: KernelAdapter
-    charon: vpn.Charon
-    vpn: StrongSwanVpn
-    cell: UplinkRoute
-    care_of: IPv4Address  # X
-    virtual_ip: IPv4Address  # V
-
-    def diagnostics(self) -> str:
-        """What the router's kernel and charon hold: appended to every failure message."""
-        w = self.world
-        router = ["ip -br addr", "ip rule", "ip route show table all", "ip xfrm state",
-                  "ip xfrm policy", "cat /proc/net/xfrm_stat", "ip -s -d link show mip-inner",
-                  "ip -s -d link show mip-outer"]
-        parts = [f"--- router: {c}\n{w.exec('router', c.split(), check=False)}" for c in router]
-        parts += [f"--- {host}: ip route\n{w.exec(host, ['ip', 'route'], check=False)}"
-                  for host in ("outer-ha", "inner-ha", "corp", "vpn-gw")]
-        parts.append(f"--- router charon log\n{self.charon.log_tail(40)}")
-        return "\n".join(parts)
-
-
-def adapter(world: World, host: str, ownership: object) -> KernelAdapter:
-    return KernelAdapter(Pyroute2Backend(ownership, netns=world.ns(host)))  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def outside(world: World) -> Iterator[Dual]:
     """Router on 3G, registered (statically) with both home agents, VPN up from T."""
-    address, TIMINGS["3G dial"] = world.router.dial()
-    care_of = A(address)
-    cell = UplinkRoute(0, "ppp0", care_of, None)
-
-    outer_ha = adapter(world, "outer-ha", HA_OWNERSHIP)
-    outer_ha.ensure_sysctls(HA_SYSCTLS)
-    outer_ha.apply(home_agent_plan([binding(T, care_of)], T_HA, HOME_INTERFACE))
-
-    router = adapter(world, "router", ROUTER_OWNERSHIP)
-    router.ensure_sysctls(ROUTER_SYSCTLS)
-    router.apply(planned(dataplane((cell,), outer=Tunnel(care_of, T_HA))))
-
-    charon = vpn.product_router_client(world.ns("router"), world.router.run_dir)
-    TIMINGS["product charon start"] = charon.start()
-    vpn.load_product_router_config(charon)
-    driver = StrongSwanVpn(str(charon.vici_socket), vpn.PRODUCT_CONNECTION)
-    inner_ha = adapter(world, "inner-ha", HA_OWNERSHIP)
-    dual = Dual(world, router, outer_ha, inner_ha, charon, driver, cell, care_of, A("0.0.0.0"))
-    try:
-        # The outer system alone first: T reaches the gateway through the outer tunnel.
-        assert world.ping("router", str(T_GW), count=2, source=str(T)).ok, dual.diagnostics()
-        start = time.monotonic()
-        try:
-            state = asyncio.run(driver.up(timeout=30))
-        except Exception as error:
-            raise AssertionError(f"VPN from T did not come up: {error}\n{dual.diagnostics()}") from None
-        TIMINGS["VPN up from T through the outer tunnel"] = time.monotonic() - start
-        assert state.local == str(T) and state.remote == str(T_GW), state
-        assert state.virtual_ip is not None and state.virtual_ip in IPv4Network(plan.VPN_POOL)
-        dual.virtual_ip = state.virtual_ip
-
-        try:
-            router.apply(planned(dataplane((cell,), outer=Tunnel(care_of, T_HA),
-                                               virtual_ip=dual.virtual_ip,
-                                               inner=Tunnel(dual.virtual_ip, S_HA))))
-        except BackendError as error:
-            raise AssertionError(f"router plan with V refused: {error}\n{dual.diagnostics()}") from None
-        inner_ha.ensure_sysctls(HA_SYSCTLS)
-        inner_ha.apply(home_agent_plan([binding(S, dual.virtual_ip, (MNP,))], S_HA, HOME_INTERFACE))
-        # Lab, not product: the secure domain's router learns the mobile network behind the
-        # inner home agent (RFC 5177 leaves that to the home network's routing).
-        world.exec("corp", ["ip", "route", "replace", str(MNP), "via", str(S_HA)])
+    with nesting.outside(world, TIMINGS) as dual:
         yield dual
-    finally:
-        charon.daemon.stop()
-        for kernel in (router, outer_ha, inner_ha):
-            kernel.close()
 
 
 def shapes(packets: list[Packet]) -> dict[str, int]:
@@ -240,70 +143,6 @@ def test_outside_nesting_on_3g(outside: Dual, out_dir: Path) -> None:
     # from V (the inner registrations' source while outside) it goes straight into ESP.
     assert world.ping("router", CN, count=2, source=str(S)).ok, outside.diagnostics()
     assert world.ping("router", str(S_HA), count=2, source=str(v)).ok, outside.diagnostics()
-
-
-def ping_fits(world: World, host: str, destination: str, payload: int, tries: int) -> bool:
-    """One DF ping of `payload` bytes gets an answer within `tries` attempts (each failed
-    attempt may teach one more layer its path MTU: RFC 1191 through every tunnel)."""
-    for _ in range(tries):
-        done = run(["ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", str(payload), destination],
-                   world.ns(host), check=False)
-        if done.returncode == 0:
-            return True
-    return False
-
-
-def path_mtu(world: World, host: str, destination: str, tries: int = 4) -> int:
-    """Largest IP packet that crosses with DF set, by bisection over ping payloads."""
-    low, high = 1000, 1473  # a 1000-byte payload must fit; 1473 + 28 exceeds every 1500 link
-    assert ping_fits(world, host, destination, low, tries), f"{host}: even {low + 28} bytes do not cross"
-    while high - low > 1:
-        middle = (low + high) // 2
-        if ping_fits(world, host, destination, middle, tries):
-            low = middle
-        else:
-            high = middle
-    return low + 28
-
-
-def iperf(world: World, client: str, server_address: str, reverse: bool, size: str = "4M") -> dict[str, float]:
-    """iperf3 bulk TCP for the throughput figure (its byte counts are taken at the end of the
-    test, with data still in flight, so they do not prove delivery: `exact_transfer` does)."""
-    argv = ["iperf3", "-c", server_address, "-n", size, "-J", "--connect-timeout", "5000"]
-    if reverse:
-        argv.append("-R")
-    done = run(argv, world.ns(client), check=False, timeout=90)
-    report = json.loads(done.stdout or "{}")
-    if done.returncode != 0 or "error" in report:
-        raise LabError(f"iperf3 failed: {report.get('error', done.stderr)}")
-    end = report["end"]
-    return {"sent": end["sum_sent"]["bytes"], "received": end["sum_received"]["bytes"],
-            "retransmits": end["sum_sent"].get("retransmits", 0),
-            "mbit_s": round(end["sum_received"]["bits_per_second"] / 1e6, 1)}
-
-
-TRANSFER_BYTES = 4 * 1024 * 1024
-
-
-def exact_transfer(world: World, sender: str, receiver: str, receiver_address: str, port: int) -> int:
-    """Send TRANSFER_BYTES over one TCP connection (DF set: Linux TCP does PMTU discovery) and
-    return how many arrived. The timeout only detects a stall (a PMTU black hole hangs the
-    connection); it is no speed threshold: 4 MiB at 1 Mbit/s still fits."""
-    count_file = world.run_dir / f"received-{port}"
-    listener = Daemon(f"socat {receiver}:{port}",
-                      ["socat", "-u", f"TCP-LISTEN:{port},reuseaddr", f"CREATE:{count_file}"],
-                      world.run_dir / f"socat-{port}.log", world.ns(receiver))
-    listener.start()
-    try:
-        wait_listening = f"ss -ltn | grep -q ':{port} '"
-        world.wait_for(lambda: run(["sh", "-c", wait_listening], world.ns(receiver), check=False)
-                       .returncode == 0, 10, f"socat listening on {receiver}:{port}")
-        run(["sh", "-c", f"head -c {TRANSFER_BYTES} /dev/zero | socat -u STDIN TCP:{receiver_address}:{port}"],
-            world.ns(sender), timeout=120)
-        listener.wait_exit(120)
-    finally:
-        listener.stop()
-    return count_file.stat().st_size
 
 
 def test_outside_path_mtu_and_tcp_bulk(outside: Dual) -> None:
