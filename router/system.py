@@ -31,6 +31,7 @@ from typing import Any
 from router.drive import MachineDriver, open_driver, udp_socket
 from router.lifecycle import StateError, read_state, write_state
 from router.mip import mobilenode as mn
+from router.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class LoggingMachine:
         self.name = name
         self.machine = machine
         self.unverified_denials = 0
+        self.limited = RateLimitedLog(log)  # a flood of stray replies: counted, not a log line each
         #: Called with a new last Identification before the datagrams carrying it are sent.
         self.persist = persist
         self.persisted = machine.last_identification
@@ -94,7 +96,9 @@ class LoggingMachine:
                 if code >= 64:
                     self.unverified_denials += 1
             hint = "; check the key and SPI" if reason in AUTH_DROPS else ""
-            log.warning("%s: reply from %s:%d dropped (%s)%s%s", self.name, addr[0], addr[1], reason.replace("_", " "), claim, hint)
+            self.limited.warning(
+                reason, "%s: reply from %s:%d dropped (%s)%s%s", self.name, addr[0], addr[1], reason.replace("_", " "), claim, hint
+            )
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         out = self.machine.datagrams_to_send(now)

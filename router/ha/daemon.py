@@ -69,6 +69,7 @@ from router.mip import homeagent as ha
 from router.mip.errors import LocalProtocolError
 from router.mip.identification import NTP_UNIX_OFFSET, ntp_seconds
 from router.net import KernelAdapter, Ownership, Plan
+from router.ratelog import RateLimitedLog
 from router.udptunnel.datapath import HomeAgentTunnel
 from router.udptunnel.peers import Peer
 from router.udptunnel.tun import open_tun, tunnel_mtu
@@ -157,6 +158,7 @@ class LoggingLogic:
         clock_offset: Callable[[], float] | None = None,
     ) -> None:
         self.logic = logic
+        self.limited = RateLimitedLog(log)  # a flood of forged requests: counted, not a line each
         #: Writes the replay state; called after a request moved it, before the reply leaves.
         self.persist = persist
         #: The wall clock's current offset (the replay check follows a stepped clock).
@@ -179,11 +181,13 @@ class LoggingLogic:
                 continue
             if name.startswith("denied_"):
                 code = int(name.removeprefix("denied_"))
-                log.warning(
-                    "denied %d (%s) to %s:%d (%d so far)", code, DENIAL_TEXT.get(code, "see RFC 5944 §3.4"), addr[0], addr[1], value
+                self.limited.warning(
+                    name, "denied %d (%s) to %s:%d (%d so far)", code, DENIAL_TEXT.get(code, "see RFC 5944 §3.4"),
+                    addr[0], addr[1], value,
                 )
             elif name in SILENT_DROPS:
-                log.warning("dropped a request from %s:%d: %s (%d so far)", addr[0], addr[1], name.replace("_", " "), value)
+                self.limited.warning(name, "dropped a request from %s:%d: %s (%d so far)", addr[0], addr[1],
+                                     name.replace("_", " "), value)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         return self.logic.datagrams_to_send(now)

@@ -206,6 +206,23 @@ def _advert_run(data: bytes) -> None:
         require(0 <= error.offset <= len(body), f"DecodeError offset {error.offset} outside the input")
 
 
+def _advert_datagram_run(data: bytes) -> None:
+    """The listener's whole datagram path (IPv4 header + ICMP): exactly one outcome, never an
+    exception; a datagram that yields nothing names its reason."""
+    from router.uplink.adverts import parse_datagram
+
+    if not data:
+        return
+    body = data[1:]
+    if data[0] & 1 and len(body) >= 20:
+        # A well-formed IPv4 header in front of the mutated ICMP part (mode bit 0).
+        icmp = _fix_checksum(body[20:]) if data[0] & 2 else body[20:]
+        body = bytes([0x45, 0]) + (20 + len(icmp)).to_bytes(2, "big") + b"\x00\x00\x00\x00\x01\x01\x00\x00" \
+            + bytes([10, 30, 0, 1, 224, 0, 0, 1]) + icmp
+    parsed = parse_datagram(body, 0.0)
+    require((parsed.heard is None) != (parsed.drop is None), f"outcome not exactly one of heard/drop: {parsed}")
+
+
 _MIP_TOKENS = (b"\x20\x04", b"\x20\x14", b"\x00", b"\x83", b"\x86\x00", b"\x90", b"\x2b\x06",
                b"\x91\x06", b"\x8c", b"\x84", b"\x85")
 
@@ -738,6 +755,9 @@ TARGETS: dict[str, Target] = {
                _with_flags(_ONE_FLAGS, smip.messages.map(encode)), _MIP_TOKENS, _ONE_FLAGS),
         Target("mip_advert", "router.mip.advert.decode_icmp (DecodeError)", _advert_run,
                _with_flags(_ONE_FLAGS, smip.icmp_messages.map(encode_icmp)), _MIP_TOKENS, _ONE_FLAGS),
+        Target("advert_datagram", "router.uplink.adverts.parse_datagram (never raises; one outcome)",
+               _advert_datagram_run, _with_flags(_biased_flags(3, 3), smip.icmp_messages.map(
+                   lambda m: b"\x45" + bytes(19) + encode_icmp(m))), _MIP_TOKENS, _biased_flags(3, 3)),
         Target("mip_homeagent", "HomeAgentLogic.receive_datagram (never raises; drops counted)",
                _ha_run, _with_flags(_HA_FLAGS, _requests_without_auth()), _MIP_TOKENS, _HA_FLAGS),
         Target("mip_mobilenode", "RegistrationMachine.receive_datagram (never raises; drops counted)",

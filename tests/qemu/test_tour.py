@@ -21,6 +21,7 @@ Run: python3 -m qemu.run --tests tests/qemu/test_tour.py
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import struct
 import time
@@ -278,8 +279,101 @@ def test_replayed_inner_home_agent_replies_are_dropped(world: World, product: Du
     product.wait_router_log("reply from 10.10.0.1:434 dropped", timeout=10, count=dropped_before + 3)
     log = product.router_log()
     assert re.search(r"reply from 10\.10\.0\.1:434 dropped \((unsolicited|identification mismatch)\)", log), log[-3000:]
+    # The same reply from a wrong port of the home agent, and from another host: wrong source.
+    payload, port = replies[-1]
+    replay_udp(world, "inner-ha", plan.INNER_HA_ADDRESS, 4434, care_of, port, payload)
+    replay_udp(world, "cn", plan.CORRESPONDENT_ADDRESS, 434, care_of, port, payload)
+    product.wait_router_log("dropped (unexpected source)", timeout=10, count=2)
     after = product.status()["registrations"]["inner"]
     assert after["state"] == "registered" and after["care_of_address"] == care_of, after
+
+
+def test_a_flood_of_forged_replies_and_advertisements_costs_counters_not_log_lines(
+        world: World, product: DualProduct) -> None:
+    """4,000 forged registration replies at the router's registration port and 4,000 forged
+    agent advertisements on its WLAN: the registration and the route stay, the daemon answers,
+    the log grows by a bounded number of lines (rate-limited), the advert listener's per-source
+    limit holds. The router's CPU time over the flood is printed beside the flood's duration."""
+    wait_settled(product, Expect("inside", "wlan", "corp", lan_route="direct"))
+    status = product.status()
+    care_of = status["registrations"]["inner"]["care_of_address"]
+    port = registration_port(world, care_of)
+    pid = product.router.pid
+    assert pid is not None
+    cpu_before, lines_before = cpu_seconds(pid), len(product.router_log().splitlines())
+    started = time.monotonic()
+    flood = FLOOD.format(care_of=care_of, port=port)
+    run(["python3", "-c", flood, "replies"], world.ns("inner-ha"), timeout=300)
+    run(["python3", "-c", flood, "adverts"], world.ns("ap-corp"), timeout=300)
+    flood_seconds = time.monotonic() - started
+    time.sleep(2)
+    cpu = cpu_seconds(pid) - cpu_before
+    new_lines = product.router_log().splitlines()[lines_before:]
+    print(f"\nflood: 8000 packets in {flood_seconds:.1f} s; router CPU {cpu:.2f} s "
+          f"({cpu / (flood_seconds + 2) * 100:.0f} % of the window); {len(new_lines)} new log line(s)")
+    TIMINGS["flood: router CPU seconds for 8000 forged packets"] = cpu
+    after = product.status()
+    assert after["registrations"]["inner"]["state"] == "registered", after["registrations"]
+    assert after["registrations"]["inner"]["care_of_address"] == care_of
+    assert after["lan_route"] == "direct" and after["situation"]["name"] == "inside"
+    assert world.ping("lan-host", CN, count=2).ok
+    drops = [line for line in new_lines if "dropped" in line or "advertisement" in line]
+    assert len(drops) <= 40, "\n".join(drops[-50:])
+
+
+def registration_port(world: World, care_of: str) -> int:
+    """The router's inner registration socket's port (its UDP socket bound to the care-of address)."""
+    listing = world.exec("router", ["ss", "-unp"])
+    match = re.search(rf"{re.escape(care_of)}:(\d+)\s+{re.escape(plan.INNER_HA_ADDRESS)}:434", listing) or \
+        re.search(rf"{re.escape(care_of)}:(\d+)\s", world.exec("router", ["ss", "-uan"]))
+    assert match, listing
+    return int(match.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Forged replies (type 3, random bodies and a valid-looking header) from the inner home agent's
+# address, and agent advertisements from a forged corp gateway, as fast as Python sends them.
+FLOOD = r'''
+import os, socket, struct, sys
+from ipaddress import IPv4Address
+count = 4000
+if sys.argv[1] == "replies":
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    s.bind(("10.10.0.1", 0))
+    for i in range(count):
+        body = bytes([3, 0]) + struct.pack("!H", 600) + IPv4Address("10.10.0.50").packed + IPv4Address("10.10.0.1").packed + os.urandom(8 + i % 40)
+        s.sendto(struct.pack("!HHHH", 434, {port}, 8 + len(body), 0) + body, ("{care_of}", 0))
+else:
+    sys.path.insert(0, "/src")
+    from router.mip.advert import AdvertisementFlags, AgentAdvertisement, MobilityAgentAdvertisement, RouterAddress, encode_icmp
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"br0")
+    for i in range(count):
+        source = IPv4Address("10.30.0.1") + (i % 200)
+        icmp = encode_icmp(AgentAdvertisement(1800, (RouterAddress(source, 0),), (
+            MobilityAgentAdvertisement(i & 0xFFFF, 1800, AdvertisementFlags.F, (source,)),)))
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), i & 0xFFFF, 0, 1, 1, 0,
+                             source.packed, IPv4Address("224.0.0.1").packed)
+        s.sendto(header + icmp, ("224.0.0.1", 0))
+'''
+
+
+def test_no_key_or_psk_appears_in_any_log_of_the_run(world: World, product: DualProduct) -> None:
+    """Every log the product and the lab wrote in this module's world: no configured key."""
+    from qemu.lab.product import INNER_KEY, OUTER_KEY
+
+    secrets = [INNER_KEY, OUTER_KEY, plan.VPN_PSK]
+    logs = [path for path in world.run_dir.rglob("*") if path.is_file()
+            and (path.suffix in (".log", ".stdout") or path.name.endswith(".log"))]
+    assert len(logs) >= 5, logs
+    found = [(str(path), secret[:6] + "...") for path in logs
+             for secret in secrets if secret.lower() in path.read_text(errors="replace").lower()]
+    assert found == [], found
+    print(f"\nkeys: {len(logs)} log file(s) checked, no key or PSK in any")
 
 
 def udp_payloads(pcap: Path, sport: int) -> list[tuple[bytes, int]]:
