@@ -62,8 +62,10 @@ from router.dataplane import (
 )
 from router.lifecycle import (
     ReloadPlan,
+    load_config_or_last_good,
     plan_router_reload,
     reload_signal,
+    remember_good_config,
     security_association,
     shutdown_event,
 )
@@ -1154,6 +1156,8 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
             daemon.reload(load_router_config(args.config))
         except ConfigError as exc:
             log.error("reload refused, keeping the last good config: %s", exc)
+        else:
+            remember_good_config(args.config, log)
 
     reload_signal(log, on_sighup)
     if lan is not None:
@@ -1187,7 +1191,10 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        config = load_router_config(args.config)
+        if args.check:
+            config = load_router_config(args.config)
+        else:  # a broken file falls back to the last good copy (logged with its line)
+            config = load_config_or_last_good(args.config, load_router_config, log)
     except ConfigError as exc:
         print(f"router: {exc}", file=sys.stderr)
         return 2

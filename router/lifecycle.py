@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from router.config import MobilitySystemConfig, RouterConfig, UplinkConfig
 from router.mip.auth import AuthAlgorithm, SecurityAssociation
@@ -205,3 +205,56 @@ def plan_router_reload(old: RouterConfig, new: RouterConfig) -> ReloadPlan:
             restart.append(f"[{name}]" if name in ("vpn", "web") else f"router {name}")
     merged = dataclasses.replace(old, inner=inner, outer=outer, uplinks=tuple(merged_uplinks))
     return ReloadPlan(merged, tuple(applied), tuple(restart), tuple(uplink_names), tuple(systems))
+
+
+# --- the last good configuration ---------------------------------------------------------------
+#
+# A config that loaded (at start or on SIGHUP) is copied beside itself as ``<config>.last-good``
+# (atomic, 0600: it may hold inline keys). A start with a broken config logs the error with its
+# line and runs the last good copy instead, so a bad edit followed by a power cycle does not
+# leave a vehicle without its router. `--check` never falls back.
+
+T = TypeVar("T")
+
+
+def last_good_path(path: str | os.PathLike[str]) -> Path:
+    return Path(f"{path}.last-good")
+
+
+def remember_good_config(path: str | os.PathLike[str], log: logging.Logger) -> None:
+    """Copy the config that just loaded to its last-good place (best effort, logged)."""
+    source, target = Path(path), last_good_path(path)
+    try:
+        data = source.read_bytes()
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError as exc:
+        log.warning("cannot keep a last good copy of %s: %s", path, exc.strerror or exc)
+
+
+def load_config_or_last_good(path: str, loader: Callable[[str], T], log: logging.Logger) -> T:
+    """``loader(path)``; on its ConfigError, the last good copy if there is one that loads
+    (the error is logged with its line either way); else the ConfigError propagates."""
+    from router.config import ConfigError
+
+    try:
+        config = loader(path)
+    except ConfigError as exc:
+        fallback = last_good_path(path)
+        if not fallback.is_file():
+            raise
+        try:
+            config = loader(str(fallback))
+        except ConfigError:
+            raise exc from None
+        log.error("%s; running the last good config (%s) until it is fixed", exc, fallback)
+        return config
+    remember_good_config(path, log)
+    return config

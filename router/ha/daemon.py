@@ -59,8 +59,10 @@ from router.drive import MachineDriver, open_driver, udp_socket
 from router.ha.plan import LINK_PREFIX, SYSCTLS, UDP_TUNNEL_DEVICE, home_agent_plan
 from router.lifecycle import (
     StateError,
+    load_config_or_last_good,
     read_state,
     reload_signal,
+    remember_good_config,
     security_association,
     shutdown_event,
     write_state,
@@ -348,6 +350,7 @@ class HomeAgentDaemon:
             log.error("reload refused, keeping the last good config: %s", exc)
             return False
         self.reload(config)
+        remember_good_config(path, log)
         return True
 
     async def start(self) -> None:
@@ -568,7 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        config = load_home_agent_config(args.config)
+        if args.check:
+            config = load_home_agent_config(args.config)
+        else:  # a broken file falls back to the last good copy (logged with its line)
+            config = load_config_or_last_good(args.config, load_home_agent_config, log)
     except ConfigError as exc:
         print(f"router.ha: {exc}", file=sys.stderr)
         return 2

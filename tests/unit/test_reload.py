@@ -292,3 +292,30 @@ def test_home_agent_logic_reconfigure_drops_bindings_whose_networks_are_no_longe
     logic.receive_datagram(request, ("100.64.0.9", 434), 1.5)  # the old request, replayed
     [(data, _)] = logic.datagrams_to_send(1.5)
     assert decode(data).code == 133  # type: ignore[union-attr]
+
+
+# --- the last good configuration survives a restart ------------------------------------------
+
+def test_a_broken_config_at_start_runs_the_last_good_copy_and_says_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import stat
+
+    from router.config import ConfigError, load_home_agent_config
+    from router.lifecycle import last_good_path, load_config_or_last_good
+    from tests.config_samples import HA_TOML
+
+    path = tmp_path / "ha.toml"
+    path.write_text(HA_TOML)
+    log = logging.getLogger("test.lastgood")
+    good = load_config_or_last_good(str(path), load_home_agent_config, log)
+    copy = last_good_path(path)
+    assert copy.read_text() == HA_TOML and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    path.write_text(HA_TOML.replace("max_lifetime", "max_lifetime = \"soon\"\n#", 1))  # a bad edit
+    with caplog.at_level(logging.ERROR, logger="test.lastgood"):
+        again = load_config_or_last_good(str(path), load_home_agent_config, log)
+    assert again == good
+    assert any("last good config" in r.getMessage() and "ha.toml:" in r.getMessage() for r in caplog.records)
+    assert copy.read_text() == HA_TOML, "a broken file never replaces the last good copy"
+    copy.unlink()
+    with pytest.raises(ConfigError):  # nothing to fall back to: the error stands
+        load_config_or_last_good(str(path), load_home_agent_config, log)
