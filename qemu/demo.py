@@ -26,7 +26,7 @@ GUEST_PAGE_PORT = 8080  # the guest's root namespace relays this port to the rou
 OUT = Path("/out")
 
 
-def in_guest(serve: bool) -> int:
+def in_guest(serve: bool, host_port: int = 8080) -> int:
     from qemu.lab import World, plan
     from qemu.lab.product import DualProduct
     from qemu.lab.tour import (
@@ -75,20 +75,21 @@ def in_guest(serve: bool) -> int:
             print(f"demo: {'PASS' if passed else 'FAIL'} (captures and logs in {out_dir})", flush=True)
             (out_dir / "router.log").write_text(product.router_log(whole=True))
             if serve:
-                serve_page(world)
+                serve_page(world, host_port)
         finally:
             product.stop()
     return 0 if passed else 1
 
 
-def serve_page(world: object) -> None:
+def serve_page(world: object, host_port: int) -> None:
     """Relay the router's LAN page to the guest's root namespace until interrupted."""
-    try:
-        from qemu.lab.serve import serve_status_page
-    except ImportError:
-        print("demo: --serve needs qemu/lab/serve.py", file=sys.stderr)
-        return
-    serve_status_page(world, GUEST_PAGE_PORT)
+    from qemu.lab import World
+    from qemu.lab.serve import hold
+    from qemu.lab.serve import serve_page as relay_page
+
+    assert isinstance(world, World)
+    print("demo: the router keeps running; Ctrl-C ends the demo", flush=True)
+    hold(relay_page(world, GUEST_PAGE_PORT, host_port))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1500)
     args = parser.parse_args(argv)
     if args.in_guest:
-        return in_guest(args.serve)
+        return in_guest(args.serve, args.port)
     from qemu.run import BootConfig, Forward, RunnerError, run_script
 
     forwards = [Forward(args.port, GUEST_PAGE_PORT)] if args.serve else []
@@ -110,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(Ctrl-C ends the demo)", flush=True)
     timeout = 10 * 365 * 86400.0 if args.serve else args.timeout
     try:
-        return run_script(f"exec python3 -m qemu.demo --in-guest{' --serve' if args.serve else ''}",
+        serve = f" --serve --port {args.port}" if args.serve else ""
+        return run_script(f"exec python3 -m qemu.demo --in-guest{serve}",
                           BootConfig(image_dir=args.image, forwards=forwards), timeout)
     except RunnerError as error:
         print(f"qemu.demo: {error}", file=sys.stderr)
