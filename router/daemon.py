@@ -219,6 +219,11 @@ class RouterDaemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._single_pending: IPv4Address | None = None
         self._single_coa: IPv4Address | None = None  # acknowledged care-of address (single system)
+        self._single_previous: IPv4Address | None = None  # the one acknowledged before it
+        # outer system, make-before-break: the care-of address being registered and the one
+        # acknowledged before outer_tunnel_coa (their tunnels decapsulate, unrouted)
+        self._outer_pending: IPv4Address | None = None
+        self._outer_previous: IPv4Address | None = None
         self._stopping = False
         self._verify_after = 0.0
         self._verify_task: asyncio.Future[None] | None = None
@@ -250,30 +255,44 @@ class RouterDaemon:
 
     def dataplane(self) -> DataPlane:
         routes = tuple(r for info in self.uplinks.values() if (r := info.route()) is not None)
+        live = {r.address for r in routes}
         active = self.uplinks[self.active].route() if self.active else None
         inner: Tunnel | None = None
-        inner_pending: Tunnel | None = None
+        inner_standby: tuple[Tunnel, ...] = ()
         if self.coordinator is None:
-            # Single system: the tunnel stays on the care-of address the home agent
-            # acknowledged until a binding for the new one is acknowledged (make-before-
-            # break); it goes only when that address's uplink is gone (fail closed).
-            if self.lan_route == co.LanRoute.DIRECT and any(r.address == self._single_coa for r in routes):
-                assert self._single_coa is not None
-                inner = Tunnel(self._single_coa, self.config.inner.home_agent)
-            pending = self._single_pending
-            if pending is not None and pending != self._single_coa and any(r.address == pending for r in routes):
-                inner_pending = Tunnel(pending, self.config.inner.home_agent)
+            # Single system: the LAN stays in the tunnel on the care-of address the home agent
+            # acknowledged until a binding for the new one is acknowledged (make-before-break);
+            # it goes only when that address's uplink is gone (fail closed). The tunnels on the
+            # address being registered and on the one just left exist beside it, unrouted.
+            home_agent = self.config.inner.home_agent
+            if self.lan_route == co.LanRoute.DIRECT and self._single_coa is not None and self._single_coa in live:
+                inner = Tunnel(self._single_coa, home_agent)
+            inner_standby = tuple(
+                Tunnel(address, home_agent)
+                for address in (self._single_pending, self._single_previous)
+                if address is not None and address in live and address != self._single_coa
+            )
         elif self.lan_route == co.LanRoute.DIRECT and active is not None:
             inner = Tunnel(active.address, self.config.inner.home_agent)
         elif self.lan_route == co.LanRoute.VPN and self.virtual_ip is not None:
             inner = Tunnel(self.virtual_ip, self.config.inner.home_agent)
         outer = None
+        outer_standby: tuple[Tunnel, ...] = ()
         t = None
-        if self.config.outer is not None and (self.vpn_wanted or self.virtual_ip is not None or self.at_outer_home):
-            t = self.config.outer.home_address
-        if self.config.outer is not None and self.outer_tunnel_coa is not None and not self.at_outer_home:
-            outer = Tunnel(self.outer_tunnel_coa, self.config.outer.home_agent)
-            t = self.config.outer.home_address
+        if self.config.outer is not None:
+            outer_ha = self.config.outer.home_agent
+            if self.vpn_wanted or self.virtual_ip is not None or self.at_outer_home:
+                t = self.config.outer.home_address
+            if self.outer_tunnel_coa is not None and not self.at_outer_home:
+                # T's default goes into the tunnel on the acknowledged outer care-of address only.
+                outer = Tunnel(self.outer_tunnel_coa, outer_ha)
+            outer_standby = tuple(
+                Tunnel(address, outer_ha)
+                for address in (self._outer_pending, self._outer_previous)
+                if address is not None and address in live and address != self.outer_tunnel_coa
+            )
+            if outer is not None or outer_standby:
+                t = self.config.outer.home_address
         return DataPlane(
             lan_interface=self.config.lan_interface,
             mobile_networks=self.config.mobile_networks,
@@ -285,7 +304,9 @@ class RouterDaemon:
             virtual_ip=self.virtual_ip if t is not None else None,
             home_uplink=active if self.at_outer_home else None,
             lan_address=self.config.lan_address,
-            inner_pending=inner_pending,
+            inner_standby=inner_standby,
+            outer_standby=outer_standby,
+            inner_in_place=self.coordinator is not None,
             outer_home_network=self.config.outer.home_network if self.config.outer else None,
             inner_udp=self.coordinator is None and self._single_udp,
         )
@@ -495,6 +516,8 @@ class RouterDaemon:
             info.dns, info.server_mac, info.since = event.dns, event.server_mac, now
             log.info("uplink %s up: %s gw %s on %s", event.name, info.address, info.gateway, event.ifname)
             tracker.carrier(True, now)
+            if self.adapter is not None:
+                self.adapter.forget_device(event.ifname)  # a re-created ppp0 lost its routes
             self._start_prober(info)
             self._start_adverts(info)
             self.spawn(self.sync_kernel(), "kernel-sync")
@@ -507,6 +530,8 @@ class RouterDaemon:
                 if isinstance(event, ue.LinkDown):
                     info.address = None
                 tracker.carrier(False, now)
+                if self.adapter is not None and isinstance(event, ue.LinkDown):
+                    self.adapter.forget_device(info.config.interface)
                 self._stop_prober(event.name)
                 self._stop_adverts(event.name)
                 if was_up:
@@ -715,11 +740,20 @@ class RouterDaemon:
         elif isinstance(intent, co.RegisterOuter):
             assert self.outer is not None
             self.at_outer_home = False
-            self.outer_tunnel_coa = intent.care_of_address
+            # Make-before-break: T keeps riding the tunnel on the acknowledged care-of address
+            # (while its uplink lives); the tunnel on the new one is built first, so it
+            # decapsulates as soon as the home agent moves the binding (on the Request). T's
+            # route moves on the Reply (_on_system_event), one route replace.
+            self._outer_pending = intent.care_of_address
             await self.sync_kernel()
             await self.outer.register(intent.care_of_address)
         elif isinstance(intent, co.DeregisterOuter):
             assert self.outer is not None and self.config.outer is not None
+            # At the outer home network the home agent tunnels to the old care-of address
+            # until it processed the deregistration: that tunnel stays, unrouted. Inside, the
+            # outer system is not in use at all.
+            self._outer_previous = self.outer_tunnel_coa if intent.at_home else None
+            self._outer_pending = None
             self.outer_tunnel_coa = None
             self.at_outer_home = intent.at_home
             await self.sync_kernel()
@@ -839,6 +873,7 @@ class RouterDaemon:
                 self.coordinator.handle_event(co.InnerLost(tagged.attempt, type(event).__name__), now)
         else:
             if isinstance(event, mn.Registered):
+                self._outer_acknowledged(event.care_of_address)
                 self.coordinator.handle_event(co.OuterRegistered(event.care_of_address), now)
             elif isinstance(event, mn.Deregistered):
                 self.coordinator.handle_event(co.OuterDeregistered(), now)
@@ -851,6 +886,21 @@ class RouterDaemon:
             self.count("registration_round_trips")
         self._after_input()
 
+    def _outer_acknowledged(self, care_of_address: IPv4Address) -> None:
+        """The outer home agent acknowledged ``care_of_address``: T's default moves into its
+        tunnel (built when the registration left) by one route replace; the tunnel on the
+        care-of address before stays, unrouted, until its uplink goes or the next move."""
+        if care_of_address != self._outer_pending:
+            return  # a renewal, or a late answer to a request superseded since
+        self._outer_pending = None
+        if self.at_outer_home or care_of_address == self.outer_tunnel_coa:
+            return
+        if self.outer_tunnel_coa is not None:
+            self._outer_previous = self.outer_tunnel_coa
+        self.outer_tunnel_coa = care_of_address
+        log.info("outer route -> tunnel from %s (binding acknowledged)", care_of_address)
+        self.spawn(self.sync_kernel(), "kernel-sync")
+
     def _single_system_outcome(self, event: mn.Event) -> None:
         if isinstance(event, mn.Registered) and self.active:
             info = self.uplinks[self.active]
@@ -859,6 +909,9 @@ class RouterDaemon:
                 udp = self._udp_attach(event)
                 moved = self._single_coa != event.care_of_address or self.lan_route != co.LanRoute.DIRECT or udp != was_udp
                 self._single_udp = udp
+                if self._single_coa is not None and self._single_coa != event.care_of_address:
+                    # Its tunnel stays (unrouted) for what the home agent sent before the move.
+                    self._single_previous = self._single_coa
                 self._single_coa = event.care_of_address
                 if self._single_pending == event.care_of_address:
                     self._single_pending = None

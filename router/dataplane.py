@@ -14,32 +14,61 @@ used: the router's charon runs with ``install_routes = no`` so nothing routes ar
 rule  selector                         table: contents
 ====  ===============================  =====================================================
 1000  from <mobile network>            100 LAN: mobile networks on the LAN bridge, default
-                                       into ``mip-inner``, unreachable default (fail closed)
+                                       into the inner tunnel (``mip-in-<i>`` single system,
+                                       ``mip-inner`` dual system), unreachable default
+                                       (fail closed)
 1001  from S (inner home address)      100 (the router's own traffic rides the inner system)
-1002  from V (VPN virtual IP)          102: default into ``mip-outer`` (or the active
-                                       uplink at the outer home network); the packet is
-                                       ESP-encapsulated by xfrm on the way (V -> S_HA)
-1003  from T (outer home address)      101: default into ``mip-outer`` (ESP and IKE leave
+1002  from V (VPN virtual IP)          102: default into the dummy ``mip-home``; the packet
+                                       is ESP-encapsulated by xfrm on the way (V -> S_HA)
+1003  from T (outer home address)      101: default into ``mip-out-<i>`` (ESP and IKE leave
                                        reverse-tunnelled to the outer home agent), or via the
-                                       uplink when at the outer home network
+                                       uplink when at the outer home network; unreachable
+                                       default behind it
 1010+ from X_i (uplink i's address)    110+i: default via uplink i's gateway / device
 ====  ===============================  =====================================================
+
+Tunnels, one per care-of address, named after the uplink that holds the address (``i`` is
+the uplink's index, the same as in its table 110+i):
+
+=================  ===========================  ============================================
+link               ends                         carries
+=================  ===========================  ============================================
+``mip-in-<i>``     X_i -> S_HA (single system)  the LAN, when X_i is the acknowledged care-of
+                                                address; else decapsulation only (standby)
+``mip-inner``      X or V -> S_HA (dual)        the LAN; moved in place inside <-> outside
+``mip-out-<i>``    X_i -> T_HA                  T (VPN), when X_i is the acknowledged outer
+                                                care-of address; else decapsulation only
+=================  ===========================  ============================================
 
 So the three situations of DESIGN.md section 2 fall out of which tunnels exist:
 
 - inside: ``mip-inner`` = X -> S_HA;
-- outside: ``mip-outer`` = X -> T_HA, VPN from T, ``mip-inner`` = V -> S_HA;
-- outer home: no ``mip-outer``, VPN from T over the uplink, ``mip-inner`` = V -> S_HA.
+- outside: ``mip-out-<i>`` = X_i -> T_HA, VPN from T, ``mip-inner`` = V -> S_HA;
+- outer home: no ``mip-out-`` route, VPN from T over the uplink, ``mip-inner`` = V -> S_HA.
+
+Make-before-break (a planned move from uplink i to uplink j): the tunnel on X_j is built
+first as a *standby* (it only decapsulates; no route names it), then the registration for
+X_j is sent; the home agent moves the binding on the Request, so whatever it tunnels to X_j
+from then on finds a tunnel. The acknowledged Reply changes one route (the LAN table's, or
+the outer table's, default: ``ip route replace``, atomic) from ``mip-*-<i>`` to
+``mip-*-<j>``. The tunnel on X_i stays as a standby (what the home agent sent before it moved
+the binding still arrives there) until its uplink goes or the next move replaces it. Because
+each uplink holds one address, every tunnel has its own name and its own (local, remote)
+pair, which the kernel requires; no change on the ack deletes or moves a tunnel, so there is
+no moment without a decapsulating tunnel for the address the home agent sends to.
 
 Behind a NAT (RFC 3519 UDP tunnelling assented by the home agent) the kernel cannot
 encapsulate: the LAN table's default then goes into the TUN ``mip3519`` of the user-space data
-path (router.udptunnel) instead of ``mip-inner``, which does not exist meanwhile. The TUN is
-not ours to plan (the daemon's descriptor owns it; hence no ``mip-`` prefix); only routes name it.
+path (router.udptunnel) instead, and the acknowledged care-of address has no IP-in-IP tunnel
+meanwhile. The TUN is not ours to plan (the daemon's descriptor owns it; hence no ``mip-``
+prefix); only routes name it.
 
 The LAN table always ends in an ``unreachable`` default, so while the inner tunnel is being
 moved or is absent, LAN packets are dropped with an ICMP error instead of leaking onto an
 uplink in clear (DESIGN.md section 8). The main table holds no default route at all (uplink
-drivers run with "no default route"), so nothing unmatched can escape either.
+drivers run with "no default route"), so nothing unmatched can escape either. A tunnel whose
+local address no live uplink holds is never built, and a route into it falls back to the
+unreachable default.
 """
 
 from __future__ import annotations
@@ -62,9 +91,9 @@ from router.net.plan import (
 
 ROUTER_OWNERSHIP = Ownership(link_prefix="mip-", protocol=201, tables=range(100, 200), rule_priorities=range(1000, 1100))
 
-INNER_TUNNEL = "mip-inner"
-OUTER_TUNNEL = "mip-outer"
-PENDING_TUNNEL = "mip-next"
+INNER_TUNNEL = "mip-inner"  # the dual system's inner tunnel (X inside, V outside), moved in place
+INNER_UPLINK_TUNNEL = "mip-in-"  # + uplink index: the single system's tunnel on that uplink
+OUTER_UPLINK_TUNNEL = "mip-out-"  # + uplink index: the outer system's tunnel on that uplink
 HOME_DEVICE = "mip-home"  # dummy holding S and T (and V, installed by charon)
 UDP_TUNNEL_DEVICE = "mip3519"  # RFC 3519 TUN (router.udptunnel.tun.DEFAULT_TUN_NAME)
 
@@ -127,10 +156,18 @@ class DataPlane:
     virtual_ip: IPv4Address | None = None  # V from IKEv2, present while the VPN is up
     #: The uplink whose gateway the VPN/outer traffic uses at the outer home network.
     home_uplink: UplinkRoute | None = None
-    #: A tunnel for a care-of address being registered (make-before-break): it only
-    #: decapsulates what the home agent sends there once it moved the binding; no route
-    #: uses it until the binding is acknowledged and it becomes ``inner``.
-    inner_pending: Tunnel | None = None
+    #: Make-before-break: tunnels that exist without a route into them, each on an uplink's
+    #: address: the care-of address being registered (it decapsulates what the home agent
+    #: sends there once it moved the binding, before the Reply arrives) and the one just
+    #: left (what the home agent sent before it moved the binding). A tunnel on the address
+    #: of ``inner`` / ``outer`` is that tunnel, not a second one.
+    inner_standby: tuple[Tunnel, ...] = ()
+    outer_standby: tuple[Tunnel, ...] = ()
+    #: Dual system: one ``mip-inner`` whatever its local end (X inside, V outside), so the
+    #: inside <-> outside move changes it in place. Otherwise (single system) the inner
+    #: tunnel on an uplink's address is ``mip-in-<index>``, one per uplink; a tunnel from V
+    #: is ``mip-inner`` either way.
+    inner_in_place: bool = False
     #: The router's own address on the LAN bridge (the DHCP server's and LAN hosts' gateway).
     lan_address: IPv4Interface | None = None
     #: The outer home network (config [outer] home_network): on-link at the outer home.
@@ -142,6 +179,26 @@ class DataPlane:
 def _uplink_items(uplink: UplinkRoute) -> list[Route | Rule]:
     default = Route(DEFAULT, table=uplink.table, dev=uplink.ifname, gateway=uplink.gateway, src=uplink.address)
     return [default, Rule(uplink.rule_priority, table=uplink.table, source=IPv4Network(uplink.address))]
+
+
+def _tunnel_link(name: str, tunnel: Tunnel, mtu: int | None) -> Link:
+    return Link(name, LinkKind.IPIP, mtu=mtu, tunnel=TunnelEnds(tunnel.local, tunnel.remote))
+
+
+def _uplink_tunnels(
+    prefix: str, tunnels: Sequence[Tunnel | None], uplinks: Sequence[UplinkRoute], mtu: int | None
+) -> tuple[dict[IPv4Address, str], list[Link]]:
+    """One tunnel per uplink address among ``tunnels`` (the first wins), named after the
+    uplink; a tunnel from an address no uplink holds is left out. Returns local -> name."""
+    by_address = {uplink.address: uplink for uplink in uplinks}
+    names: dict[IPv4Address, str] = {}
+    links: list[Link] = []
+    for tunnel in tunnels:
+        if tunnel is None or tunnel.local in names or (uplink := by_address.get(tunnel.local)) is None:
+            continue
+        names[tunnel.local] = f"{prefix}{uplink.index}"
+        links.append(_tunnel_link(names[tunnel.local], tunnel, mtu))
+    return names, links
 
 
 def router_plan(state: DataPlane) -> Plan:
@@ -158,24 +215,17 @@ def router_plan(state: DataPlane) -> Plan:
         items.append(Rule(RULE_LAN, table=LAN_TABLE, source=network))
     for uplink in state.uplinks:
         items += _uplink_items(uplink)
-    if state.inner is not None and state.inner_udp:
-        items.append(Route(DEFAULT, table=LAN_TABLE, dev=UDP_TUNNEL_DEVICE, src=state.inner_home_address))
-    elif state.inner is not None:
-        items.append(
-            Link(INNER_TUNNEL, LinkKind.IPIP, mtu=INNER_TUNNEL_MTU, tunnel=TunnelEnds(state.inner.local, state.inner.remote))
-        )
-        items.append(Route(DEFAULT, table=LAN_TABLE, dev=INNER_TUNNEL, src=state.inner_home_address))
-    if state.inner_pending is not None and state.inner_pending != state.inner:
-        pending = state.inner_pending
-        items.append(Link(PENDING_TUNNEL, LinkKind.IPIP, mtu=INNER_TUNNEL_MTU, tunnel=TunnelEnds(pending.local, pending.remote)))
+    items += _inner_items(state)
     if state.outer_home_address is not None:
         t = state.outer_home_address
         items.append(Address(HOME_DEVICE, IPv4Interface(f"{t}/32")))
         items.append(Rule(RULE_OUTER_HOME, table=OUTER_TABLE, source=IPv4Network(t)))
         items.append(Route(DEFAULT, table=OUTER_TABLE, type=RouteType.UNREACHABLE, metric=FAIL_CLOSED_METRIC))
+        names, links = _uplink_tunnels(OUTER_UPLINK_TUNNEL, (state.outer, *state.outer_standby), state.uplinks, None)
+        items += links
         if state.outer is not None:
-            items.append(Link(OUTER_TUNNEL, LinkKind.IPIP, tunnel=TunnelEnds(state.outer.local, state.outer.remote)))
-            items.append(Route(DEFAULT, table=OUTER_TABLE, dev=OUTER_TUNNEL, src=t))
+            if (outer_name := names.get(state.outer.local)) is not None:
+                items.append(Route(DEFAULT, table=OUTER_TABLE, dev=outer_name, src=t))
         elif state.home_uplink is not None:
             items.append(
                 Route(DEFAULT, table=OUTER_TABLE, dev=state.home_uplink.ifname, gateway=state.home_uplink.gateway, src=t)
@@ -197,6 +247,29 @@ def router_plan(state: DataPlane) -> Plan:
         # packet is discarded there instead of leaving the router in clear (DESIGN.md §8).
         items.append(Route(DEFAULT, table=VPN_TABLE, dev=HOME_DEVICE, src=v))
     return Plan.of(*items)
+
+
+def _inner_items(state: DataPlane) -> list[Link | Route]:
+    """The inner tunnel(s) and the LAN table's default into the acknowledged one."""
+    items: list[Link | Route] = []
+    inner = state.inner
+    # The acknowledged binding, when UDP-tunnelled, has no IP-in-IP tunnel of its own.
+    ipip = inner if inner is not None and not state.inner_udp else None
+    # A tunnel from V (the VPN's address, no uplink's) is the dual system's mip-inner too.
+    in_place = ipip is not None and (state.inner_in_place or ipip.local == state.virtual_ip)
+    standby = [t for t in state.inner_standby if inner is None or t.local != inner.local]
+    names, links = _uplink_tunnels(
+        INNER_UPLINK_TUNNEL, [*([] if in_place else [ipip]), *standby], state.uplinks, INNER_TUNNEL_MTU
+    )
+    items += links
+    if inner is not None and state.inner_udp:
+        items.append(Route(DEFAULT, table=LAN_TABLE, dev=UDP_TUNNEL_DEVICE, src=state.inner_home_address))
+    elif ipip is not None and in_place:
+        items.append(_tunnel_link(INNER_TUNNEL, ipip, INNER_TUNNEL_MTU))
+        items.append(Route(DEFAULT, table=LAN_TABLE, dev=INNER_TUNNEL, src=state.inner_home_address))
+    elif ipip is not None and (name := names.get(ipip.local)) is not None:
+        items.append(Route(DEFAULT, table=LAN_TABLE, dev=name, src=state.inner_home_address))
+    return items
 
 
 def assign_uplink_indexes(names: Sequence[str]) -> dict[str, int]:

@@ -82,8 +82,7 @@ class Dual:
         """What the router's kernel and charon hold: appended to every failure message."""
         w = self.world
         router = ["ip -br addr", "ip rule", "ip route show table all", "ip xfrm state",
-                  "ip xfrm policy", "cat /proc/net/xfrm_stat", "ip -s -d link show mip-inner",
-                  "ip -s -d link show mip-outer"]
+                  "ip xfrm policy", "cat /proc/net/xfrm_stat", "ip -s -d link show type ipip"]
         parts = [f"--- router: {c}\n{w.exec('router', c.split(), check=False)}" for c in router]
         parts += [f"--- {host}: ip route\n{w.exec(host, ['ip', 'route'], check=False)}"
                   for host in ("outer-ha", "inner-ha", "corp", "vpn-gw")]

@@ -63,6 +63,7 @@ class RouterOptions:
     lifetime: int = 30  # short: renewals (and recovery after an HA restart) come quickly
     wlan_ssids: tuple[str, ...] = ("hotspot",)
     outer_lifetime: int = 60
+    wlan_min_signal_dbm: int | None = None  # the wlan uplink's min_signal_dbm (lab: -50..-30 dBm)
 
 
 def write_secret(path: Path, text: str) -> Path:
@@ -127,6 +128,7 @@ priority = 10
 metered = false
 ssids = [{ssids}]
 wpa_control_dir = "{wpa_control_dir}"
+{"" if options.wlan_min_signal_dbm is None else f"min_signal_dbm = {options.wlan_min_signal_dbm}"}
 
 [[uplink]]
 name = "cell"

@@ -112,6 +112,13 @@ def logic_config(config: HomeAgentConfig, *, clock_offset: float, udp_tunnelling
     )
 
 
+def _moves_the_kernel(event: ha.BindingEvent) -> bool:
+    """A new binding or a new care-of address: the node will use it when the Reply arrives."""
+    if isinstance(event, ha.BindingAdded):
+        return True
+    return isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address
+
+
 def wall_clock_offset(monotonic: Callable[[], float] = time.monotonic) -> float:
     """``loop.time() + offset`` = NTP seconds (RFC 5944 §5.7.1 timestamps)."""
     return time.time() - monotonic() + NTP_UNIX_OFFSET
@@ -165,6 +172,23 @@ class LoggingLogic:
         self.persist = persist
         #: The wall clock's current offset (the replay check follows a stepped clock).
         self.clock_offset = clock_offset
+        #: Events that make the replies wait for the kernel (None: never; control only).
+        self.hold_for: Callable[[ha.BindingEvent], bool] | None = None
+        #: Replies wait while True: a Reply for a new or moved binding leaves only once the
+        #: kernel tunnels to and decapsulates from its care-of address, because the node
+        #: moves its traffic when the Reply arrives (make-before-break). ``release()`` ends it.
+        self.holding = False
+        self._held: list[tuple[bytes, tuple[str, int]]] = []
+        self._events: list[ha.BindingEvent] = []
+
+    def release(self) -> None:
+        self.holding = False
+
+    def _take_events(self) -> None:
+        while (event := self.logic.next_event()) is not None:
+            self._events.append(event)
+            if self.hold_for is not None and self.hold_for(event):
+                self.holding = True
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if self.clock_offset is not None:
@@ -178,6 +202,7 @@ class LoggingLogic:
         self.logic.receive_datagram(data, addr, now)
         if self.persist is not None and self.logic.replay_version != version:
             self.persist()
+        self._take_events()
         for name, value in self.logic.counters.items():
             if value == before.get(name, 0):
                 continue
@@ -192,16 +217,22 @@ class LoggingLogic:
                                      name.replace("_", " "), value)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        return self.logic.datagrams_to_send(now)
+        self._held += self.logic.datagrams_to_send(now)
+        if self.holding:
+            return []
+        out, self._held = self._held, []
+        return out
 
     def get_timer(self) -> float | None:
         return self.logic.get_timer()
 
     def handle_timer(self, now: float) -> None:
         self.logic.handle_timer(now)
+        self._take_events()
 
     def next_event(self) -> ha.BindingEvent | None:
-        return self.logic.next_event()
+        self._take_events()
+        return self._events.pop(0) if self._events else None
 
 
 @dataclass
@@ -216,7 +247,14 @@ class HomeAgentDaemon:
     #: home address -> (care-of address it moved away from, until when it is still accepted)
     _previous: dict[IPv4Address, tuple[IPv4Address, float]] = field(init=False, default_factory=dict)
     move_grace: float = 3.0
-    _applied_previous: dict[IPv4Address, IPv4Address] = field(init=False, default_factory=dict)
+    #: home address -> which of its two tunnel names carries the binding (flips on each move)
+    _slots: dict[IPv4Address, int] = field(init=False, default_factory=dict)
+    #: Replies wait for kernel plans: how many were asked for, how many are applied.
+    _kernel_wanted: int = field(init=False, default=0)
+    _kernel_done: int = field(init=False, default=0)
+    _wrapper: LoggingLogic | None = field(init=False, default=None)
+    #: At most this long does a Reply wait for the kernel (a stuck apply must not mute us).
+    reply_hold_limit: float = 1.0
     #: Opens the RFC 3519 TUN (fd); None: no UDP data path (control only, or tests).
     open_udp_tun: Callable[[], int] | None = None
     tunnel: HomeAgentTunnel | None = field(init=False, default=None)
@@ -307,7 +345,17 @@ class HomeAgentDaemon:
             self._persist_failed = False
 
     def _logging_logic(self) -> LoggingLogic:
-        return LoggingLogic(self.logic, self.extend_replay_lease, self._clock_offset)
+        wrapper = LoggingLogic(self.logic, self.extend_replay_lease, self._clock_offset)
+        if self.adapter is not None:
+            wrapper.hold_for = _moves_the_kernel
+        self._wrapper = wrapper
+        return wrapper
+
+    def _release_replies(self) -> None:
+        if self._wrapper is not None and self._wrapper.holding:
+            self._wrapper.release()
+            if self.driver is not None:
+                self.driver.poke()
 
     # --- reload (SIGHUP) -------------------------------------------------------------------
 
@@ -393,10 +441,16 @@ class HomeAgentDaemon:
             self.tunnel.sync_bindings(self.logic.bindings().values())
         if isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address:
             loop = asyncio.get_running_loop()
-            self._previous[event.binding.home_address] = (event.previous_care_of_address, loop.time() + self.move_grace)
+            home = event.binding.home_address
+            self._previous[home] = (event.previous_care_of_address, loop.time() + self.move_grace)
+            self._slots[home] = self._slots.get(home, 0) ^ 1  # the old tunnel keeps its name
             loop.call_later(self.move_grace + 0.05, self._plan_dirty.set)
         elif isinstance(event, (ha.BindingRemoved, ha.BindingExpired)):
             self._previous.pop(event.binding.home_address, None)
+            self._slots.pop(event.binding.home_address, None)
+        if self.adapter is not None and _moves_the_kernel(event):
+            self._kernel_wanted += 1
+            asyncio.get_running_loop().call_later(self.reply_hold_limit, self._release_replies)
         if isinstance(event, ha.BindingAdded) or (
             isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address
         ):
@@ -416,26 +470,26 @@ class HomeAgentDaemon:
             previous = {home: old for home, (old, _) in self._previous.items()}
             bindings = list(self.logic.bindings().values())
             udp = UDP_TUNNEL_DEVICE if self.tunnel is not None else None
-            plan = home_agent_plan(bindings, self.config.address, self.config.home_interface, previous, udp)
+            # The moved binding's tunnel has the other of its two names (slots): the old one
+            # keeps its ends, so adding the new one and moving the routes is one apply.
+            plan = home_agent_plan(bindings, self.config.address, self.config.home_interface, previous, udp, self._slots)
+            target = self._kernel_wanted
             try:
-                if any(self._applied_previous.get(home) != old for home, old in previous.items()):
-                    # The binding's tunnel must leave the old care-of address before a
-                    # tunnel to it can be added (the kernel refuses two with equal ends).
-                    kept = {h: o for h, o in previous.items() if self._applied_previous.get(h) == o}
-                    base = home_agent_plan(bindings, self.config.address, self.config.home_interface, kept, udp)
-                    await asyncio.to_thread(self.adapter.apply_quick, base)
                 # No kernel dump before the change (a moving node waits for it); the kernel is
                 # read back and healed once changes have stopped for a moment.
                 await asyncio.to_thread(self.adapter.apply_quick, plan)
-                self._applied_previous = previous
                 self._verify_after = asyncio.get_running_loop().time() + VERIFY_DELAY_S
                 if self._verify_task is None or self._verify_task.done():
                     self._verify_task = asyncio.ensure_future(self._verify_kernel())
             except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
                 log.error("kernel plan not applied: %s", exc)
+                self._release_replies()  # the node retries; silence would not help it
                 await asyncio.sleep(1.0)
                 self._plan_dirty.set()
                 continue
+            self._kernel_done = max(self._kernel_done, target)
+            if self._kernel_done >= self._kernel_wanted:
+                self._release_replies()
             announce, self._announce = self._announce, []
             if self.gratuitous_arp is not None and self.config.home_interface is not None:
                 for address in announce:
@@ -455,7 +509,7 @@ class HomeAgentDaemon:
         previous = {home: old for home, (old, until) in self._previous.items() if until > loop.time()}
         udp = UDP_TUNNEL_DEVICE if self.tunnel is not None else None
         plan = home_agent_plan(list(self.logic.bindings().values()), self.config.address,
-                               self.config.home_interface, previous, udp)
+                               self.config.home_interface, previous, udp, self._slots)
         try:
             healed = await asyncio.to_thread(self.adapter.verify, plan)
         except Exception as exc:  # the next binding change applies again from a fresh look

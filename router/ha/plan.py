@@ -35,11 +35,21 @@ def tunnel_name(home_address: IPv4Address) -> str:
     return f"{LINK_PREFIX}{int(home_address):08x}"
 
 
+def slot_name(home_address: IPv4Address, slot: int) -> str:
+    """The binding's tunnel in slot 0 (``mip-<hex>``) or 1 (``mip-<hex>p``)."""
+    return tunnel_name(home_address) if slot % 2 == 0 else previous_tunnel_name(home_address)
+
+
 def binding_plan(
-    binding: Binding, home_agent: IPv4Address, home_interface: str | None, udp_device: str | None = UDP_TUNNEL_DEVICE
+    binding: Binding,
+    home_agent: IPv4Address,
+    home_interface: str | None,
+    udp_device: str | None = UDP_TUNNEL_DEVICE,
+    slot: int = 0,
 ) -> Plan:
     """``udp_device``: the TUN of the RFC 3519 data path (None: there is none, and a UDP
-    binding gets nothing, which the daemon avoids by not assenting to UDP tunnelling)."""
+    binding gets nothing, which the daemon avoids by not assenting to UDP tunnelling).
+    ``slot``: which of the node's two tunnel names carries the binding (see home_agent_plan)."""
     items: list[Link | Route | ProxyArp]
     if binding.udp_tunnel:
         if udp_device is None:
@@ -47,7 +57,7 @@ def binding_plan(
         name = udp_device
         items = [Route(IPv4Network(binding.home_address), dev=name)]
     else:
-        name = tunnel_name(binding.home_address)
+        name = slot_name(binding.home_address, slot)
         items = [
             Link(name, LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=binding.care_of_address)),
             Route(IPv4Network(binding.home_address), dev=name),
@@ -69,18 +79,26 @@ def home_agent_plan(
     home_interface: str | None,
     previous: Mapping[IPv4Address, IPv4Address] | None = None,
     udp_device: str | None = UDP_TUNNEL_DEVICE,
+    slots: Mapping[IPv4Address, int] | None = None,
 ) -> Plan:
     """``previous``: home address -> the care-of address it just moved away from. For a short
     grace period the kernel keeps accepting (decapsulating) reverse-tunnelled packets from it,
     so LAN packets the router still sends on the old path until it has the Reply are not
-    lost (make-before-break for the upstream direction). No route points into it."""
+    lost (make-before-break for the upstream direction). No route points into it.
+
+    ``slots``: home address -> which of its two tunnel names carries the binding (0 when
+    absent). The daemon flips it on each move, so the tunnel from the old care-of address
+    keeps its name and its ends (it becomes the previous one) while the new care-of address
+    gets the other name: a move is a tunnel added and the routes replaced into it, with no
+    moment in which either care-of address has no tunnel."""
     plan = Plan()
     for binding in bindings:
-        plan = plan | binding_plan(binding, home_agent, home_interface, udp_device)
+        slot = (slots or {}).get(binding.home_address, 0)
+        plan = plan | binding_plan(binding, home_agent, home_interface, udp_device, slot)
         old = (previous or {}).get(binding.home_address)
         if old is not None and old != binding.care_of_address and not binding.udp_tunnel:
             plan = plan | Plan.of(
-                Link(previous_tunnel_name(binding.home_address), LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=old))
+                Link(slot_name(binding.home_address, slot + 1), LinkKind.IPIP, tunnel=TunnelEnds(local=home_agent, remote=old))
             )
     return plan
 

@@ -54,6 +54,20 @@ class KernelAdapter:
         """Something outside our changes moved (a link went away): observe next time."""
         self._known = None
 
+    def forget_device(self, ifname: str) -> None:
+        """`ifname` went down or was re-created (ppp0 redialled): the kernel dropped the
+        routes and addresses on it, so the known state must not list them any more."""
+        known = self._known
+        if known is None:
+            return
+        self._known = Plan(
+            links=known.links,
+            addresses=frozenset(a for a in known.addresses if a.ifname != ifname),
+            routes=frozenset(r for r in known.routes if r.dev != ifname),
+            rules=known.rules,
+            proxy_arp=frozenset(p for p in known.proxy_arp if p.ifname != ifname),
+        )
+
     def apply_quick(self, desired: Plan) -> list[Change]:
         """Apply the difference from the known state without observing first or waiting;
         follow with `verify(desired)`. Falls back to `apply` when nothing is known or the

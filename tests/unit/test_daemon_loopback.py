@@ -186,7 +186,7 @@ def test_single_system_registers_then_routes_lan_into_tunnel(tmp_path: Path) -> 
         assert "unreachable" in start_lines, "the LAN must fail closed before any registration"
         daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
         await wait_for(lambda: daemon.lan_route == LanRoute.DIRECT)
-        await wait_for(lambda: any("mip-inner" in line for line in backend.lines))
+        await wait_for(lambda: any("dev mip-in-0" in line and "table 100" in line for line in backend.lines))
         binding = home_agent.bindings()[IPv4Address("127.0.0.50")]
         assert binding.care_of_address == IPv4Address("127.0.0.2")
         assert binding.mobile_networks == (IPv4Network("10.1.1.0/24"),)
@@ -227,15 +227,18 @@ def test_single_system_moves_the_tunnel_only_after_the_new_binding_is_acknowledg
         await wait_for(lambda: daemon.active == "wifi")
         await wait_for(lambda: home_agent.dropped >= 1)
         await asyncio.sleep(0.1)
-        assert not any("mip-inner" in line and "local 127.0.0.3" in line for line in backend.lines), \
-            "tunnel moved before the ack"
+        assert not any("table 100" in line and "mip-in-1" in line for line in backend.lines), \
+            "LAN route moved before the ack"
         assert daemon.dataplane().inner is not None and daemon.dataplane().inner.local == IPv4Address("127.0.0.2")
         # ... but a decapsulating tunnel on the new address is ready for the home agent's move.
-        assert any("add mip-next" in line and "local 127.0.0.3" in line for line in backend.lines)
+        assert any("ip link add mip-in-1" in line and "local 127.0.0.3" in line for line in backend.lines)
+        before_ack = len(backend.lines)
         home_agent.allowed = None  # the retransmission gets through
-        await wait_for(lambda: any("mip-inner" in line and "local 127.0.0.3" in line for line in backend.lines))
-        await wait_for(lambda: any("del mip-next" in line for line in backend.lines))
-        assert {link.name for link in backend.observe().links} == {"mip-home", "mip-inner"}
+        await wait_for(lambda: any("table 100" in line and "mip-in-1" in line for line in backend.lines))
+        await asyncio.sleep(0.2)  # anything else the ack would change
+        # The ack changed one route (atomic replace) and no tunnel: both stay.
+        assert backend.lines[before_ack:] == ["ip route replace 0.0.0.0/0 dev mip-in-1 src 127.0.0.50 table 100"]
+        assert {link.name for link in backend.observe().links} == {"mip-home", "mip-in-0", "mip-in-1"}
         assert home_agent.bindings()[IPv4Address("127.0.0.50")].care_of_address == IPv4Address("127.0.0.3")
         await daemon.stop()
 
@@ -269,7 +272,7 @@ def test_dual_system_inside_outside_and_back(tmp_path: Path) -> None:
         assert outer_ha.bindings()[IPv4Address("127.0.0.60")].care_of_address == IPv4Address("127.0.0.9")
         assert inner_ha.bindings()[home].care_of_address == IPv4Address("127.0.0.7")
         outside = "\n".join(backend.take_lines())
-        assert "mip-outer" in outside and "remote 127.0.0.4" in outside, outside
+        assert "mip-out-0" in outside and "remote 127.0.0.4" in outside, outside
         assert "local 127.0.0.7" in outside, outside  # the inner tunnel now starts at V
 
         # Back inside: the direct reply proves it; the LAN moves first, then the VPN goes.
@@ -316,7 +319,8 @@ def test_single_system_with_udp_tunnelling_attaches_the_data_path_and_routes_the
         assert tunnel.peer == ("127.0.0.1", port)
         assert binding.source == daemon.inner.socket.getsockname()  # registrations and data share it
         await wait_for(lambda: any("dev mip3519" in line and "table 100" in line for line in backend.lines))
-        assert not any("mip-inner" in line for line in backend.lines), "no ip-in-ip tunnel for a UDP binding"
+        assert not any("dev mip-in" in line for line in backend.lines), "the LAN never rides ip-in-ip with a UDP binding"
+        await wait_for(lambda: not any(link.name.startswith("mip-in") for link in backend.observe().links))
         inner = bytes.fromhex("450000140000000040000000") + IPv4Address("10.1.1.9").packed + IPv4Address("203.0.113.1").packed
         ours.send(inner)
         await wait_for(lambda: tunnel.counters.tx_packets == 1)
@@ -379,6 +383,58 @@ def test_agent_advertisements_are_hints_fed_once_per_advertiser(tmp_path: Path) 
         assert daemon.lan_route != LanRoute.DIRECT  # a hint is never proof
         daemon.on_uplink_event(ue.LinkDown("eth", "carrier lost"))
         assert listeners[0].closed
+        await daemon.stop()
+
+    asyncio.run(main())
+
+
+def test_dual_system_outside_to_outside_moves_t_after_the_outer_ack_by_one_route_replace(tmp_path: Path) -> None:
+    """Make-before-break for the outer system (3G -> hotspot while outside): the tunnel on the
+    new care-of address exists before the outer Request leaves, T keeps riding the old one
+    until the outer home agent acknowledged, then table 101's default moves by one route
+    replace; the inner system (over the VPN, CoA V) is not touched."""
+
+    async def main() -> None:
+        inner_port, outer_port = free_port("127.0.0.1"), free_port("127.0.0.4")
+        inner_ha = await start_home_agent("127.0.0.1", "127.0.0.0/24", "127.0.0.50", 256, inner_port)
+        outer_ha = await start_home_agent("127.0.0.4", "127.0.0.0/8", "127.0.0.60", 257, outer_port)
+        inner_ha.allowed = {"127.0.0.7"}  # outside: the inner HA only through the VPN (V)
+        path = write_config(tmp_path, inner_port, outer_port)
+        path.write_text(path.read_text() + '\n[[uplink]]\nname = "wifi"\ninterface = "lo"\nkind = "ethernet"\npriority = 10\n')
+        config = load_router_config(path)
+        backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "lo"])
+        vpn = FakeVpn("127.0.0.7")
+        daemon = RouterDaemon(config, KernelAdapter(backend, sleep=lambda _: None), vpn=vpn,
+                              probe_factory=lambda info, answered: InstantProber(answered))
+        t = IPv4Address("127.0.0.60")
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.9", None))
+        await wait_for(lambda: daemon.situation.name == "outside" and daemon.lan_route == LanRoute.VPN, 20)
+        await wait_for(lambda: any("dev mip-out-0 src 127.0.0.60 table 101" in line for line in backend.lines))
+        ups = vpn.ups
+
+        outer_ha.allowed = {"127.0.0.9"}  # the new path's outer requests get lost for now
+        daemon.on_uplink_event(ue.LinkUp("wifi", "lo", "127.0.0.10", None))
+        await asyncio.sleep(0.2)  # wifi probed UP
+        daemon.policy.prefer("wifi", daemon.now())
+        daemon._after_input()
+        await wait_for(lambda: daemon.active == "wifi")
+        await wait_for(lambda: outer_ha.dropped >= 1, 15)
+        await asyncio.sleep(0.1)
+        assert any("ip link add mip-out-1" in line and "local 127.0.0.10 remote 127.0.0.4" in line for line in backend.lines)
+        assert not any("table 101" in line and "mip-out-1" in line for line in backend.lines), "T moved before the ack"
+        assert outer_ha.bindings()[t].care_of_address == IPv4Address("127.0.0.9")
+        before_ack = len(backend.lines)
+        outer_ha.allowed = None
+        await wait_for(lambda: outer_ha.bindings()[t].care_of_address == IPv4Address("127.0.0.10"), 15)
+        await wait_for(lambda: any("table 101" in line and "mip-out-1" in line for line in backend.lines))
+        await asyncio.sleep(0.3)
+        tunnel_lines = [line for line in backend.lines[before_ack:] if "mip-" in line]
+        assert tunnel_lines == ["ip route replace 0.0.0.0/0 dev mip-out-1 src 127.0.0.60 table 101"], tunnel_lines
+        names = {link.name for link in backend.observe().links}
+        assert {"mip-out-0", "mip-out-1", "mip-inner"} <= names, names
+        assert vpn.ups == ups and daemon.lan_route == LanRoute.VPN  # the VPN and the LAN stayed
+        assert inner_ha.bindings()[IPv4Address("127.0.0.50")].care_of_address == IPv4Address("127.0.0.7")
         await daemon.stop()
 
     asyncio.run(main())

@@ -102,3 +102,33 @@ def test_a_moved_binding_keeps_a_decapsulating_tunnel_from_the_old_care_of_addre
     kernel.apply(plan)
     kernel.apply(home_agent_plan([moved], HA, "eth0"))  # grace over
     assert {link.name for link in kernel.backend.observe().links} == {tunnel_name(home)}
+
+
+def test_a_move_adds_a_tunnel_and_replaces_the_routes_leaving_the_old_one_untouched() -> None:
+    """Make-before-break at the home agent: with the slot flipped on the move, the tunnel from
+    the old care-of address keeps its name and ends (it decapsulates during the grace period)
+    and the new one is added before the routes move into it; no change removes or moves a
+    tunnel, so neither care-of address is ever without one."""
+    from router.ha.plan import slot_name
+    from router.net.plan import Operation, diff
+
+    home = IPv4Address("10.10.0.50")
+    kernel, backend = adapter()
+    kernel.apply(home_agent_plan([binding("100.64.0.7")], HA, "eth0", slots={home: 0}))
+    moved = home_agent_plan([binding("198.51.100.20")], HA, "eth0", {home: IPv4Address("100.64.0.7")}, slots={home: 1})
+    changes = diff(backend.observe(), moved)
+    assert [c.operation for c in changes if c.operation != Operation.MODIFY] == [Operation.ADD]
+    assert str(changes[0]) == (f"ip link add {slot_name(home, 1)} up type ipip local 10.10.0.1 "
+                               "remote 198.51.100.20 ttl 64 pmtudisc")
+    assert all(c.operation == Operation.MODIFY and "route replace" in str(c) for c in changes[1:]), changes
+    kernel.apply(moved)
+    ends = {link.name: link.tunnel.remote for link in backend.observe().links if link.tunnel}
+    assert ends == {tunnel_name(home): IPv4Address("100.64.0.7"), previous_tunnel_name(home): IPv4Address("198.51.100.20")}
+    # Grace over: the old tunnel goes, nothing else changes.
+    assert [str(c) for c in kernel.apply(home_agent_plan([binding("198.51.100.20")], HA, "eth0", slots={home: 1}))] == [
+        f"ip link del {tunnel_name(home)}"
+    ]
+    # Moving back within the grace period reuses the old tunnel: routes only.
+    back = home_agent_plan([binding("100.64.0.7")], HA, "eth0", {home: IPv4Address("198.51.100.20")}, slots={home: 0})
+    kernel.apply(home_agent_plan([binding("198.51.100.20")], HA, "eth0", {home: IPv4Address("100.64.0.7")}, slots={home: 1}))
+    assert all("route replace" in str(c) for c in diff(backend.observe(), back))

@@ -213,3 +213,16 @@ def test_a_refused_quick_change_falls_back_to_a_full_apply() -> None:
     backend.apply(Change(Operation.REMOVE, rule))  # gone already: removing it again is refused
     adapter.apply_quick(router_plan("198.51.100.30"))
     assert diff(backend.observe(), router_plan("198.51.100.30")) == []
+
+
+def test_a_device_that_went_away_is_forgotten_so_its_routes_come_back() -> None:
+    """ppp0 redialled with the same address: the kernel flushed its routes; the quick path must
+    add them again at once, not wait for the verification."""
+    adapter, backend = counting_adapter()
+    plan = router_plan()
+    adapter.apply(plan)
+    route = next(r for r in plan.routes if r.table == 101)
+    backend.apply(Change(Operation.REMOVE, route))  # the device went down: its routes are gone
+    adapter.forget_device("wlan0")
+    assert [c.item for c in adapter.apply_quick(plan)] == [route]
+    assert diff(backend.observe(), plan) == []
