@@ -975,7 +975,9 @@ class RouterDaemon:
         name = {"inside": "inside", "outside": "outside", "roaming": "outside", "outer_home": "outer_home"}.get(state)
         if name is not None:
             decisions = self.coordinator.decisions()
-            self._set_situation(name, decisions[-1] if decisions else state)
+            # "<loop time> from -> to: trigger: why": the page shows the why, not our clock.
+            reason = decisions[-1].split(" ", 1)[-1] if decisions else state
+            self._set_situation(name, reason)
         finished = [r for r in self.coordinator.handover_log() if r.to_state is not None]
         for record in finished:
             if record.number <= self._last_handover_logged:
