@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput"]
+BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput", "handover"]
 
 
 def main(argv: list[str] | None = None) -> int:

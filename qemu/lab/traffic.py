@@ -77,7 +77,12 @@ def largest_gap(arrivals: list[Arrival], start: float, end: float) -> Gap:
     after_start = [a for a in window if a.at >= start]
     if not after_start:
         return Gap(max(worst, (end - start) * 1000), 0, False)
-    return Gap(worst, lost, True)
+    # The silence after the last arrival counts too (a stream that died stays a gap), and a
+    # straggler is not a resumed stream: three packets after the start are.
+    tail = (end - after_start[-1].at) * 1000
+    if tail > worst:
+        worst, lost = tail, 0
+    return Gap(worst, lost, len(after_start) >= 3)
 
 
 class Traffic:
