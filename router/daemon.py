@@ -192,6 +192,9 @@ class RouterDaemon:
             self.coordinator = co.Coordinator(
                 co.CoordinatorParams(domain=domain, outer_home_address=self.config.outer.home_address), self.loop.time()
             )
+        for system in (self.inner, self.outer):
+            if system is not None:
+                system.on_request = self._registration_sent
         self.uplinks = {u.name: UplinkInfo(u, i) for i, u in enumerate(self.config.uplinks)}
         self.health = {name: HealthTracker(name, self.loop.time(), HealthConfig()) for name in self.uplinks}
         self.policy = UplinkPolicy(
@@ -859,6 +862,7 @@ class RouterDaemon:
         event = tagged.event
         now = self.now()
         self.count(f"{tagged.system}.{type(event).__name__}")
+        self._registration_outcome(tagged.system, event)
         if self.coordinator is None:
             self._single_system_outcome(event)
             return
@@ -881,9 +885,6 @@ class RouterDaemon:
                 self.coordinator.handle_event(co.OuterDenied(event.code), now)
             elif isinstance(event, (mn.RegistrationTimeout, mn.BindingExpired)):
                 self.coordinator.handle_event(co.OuterDenied(None), now)
-        if isinstance(event, mn.Registered) and self.active:
-            # A registration round trip is a free health probe for the uplink it crossed.
-            self.count("registration_round_trips")
         self._after_input()
 
     def _outer_acknowledged(self, care_of_address: IPv4Address) -> None:
@@ -900,6 +901,30 @@ class RouterDaemon:
         self.outer_tunnel_coa = care_of_address
         log.info("outer route -> tunnel from %s (binding acknowledged)", care_of_address)
         self.spawn(self.sync_kernel(), "kernel-sync")
+
+    # --- registrations as free health probes (issue 6: they cost nothing extra) -------------
+
+    REGISTRATION_PROBE_TIMEOUT = 5.0  # a registration may cross the home agent's kernel apply
+
+    def _uplink_of(self, address: IPv4Address) -> str | None:
+        return next((name for name, info in self.uplinks.items() if info.up and info.address == address), None)
+
+    def _registration_sent(self, system: str, care_of_address: IPv4Address) -> None:
+        """A registration left from an uplink's own address (not V over the VPN): a probe."""
+        uplink = self._uplink_of(care_of_address)
+        if uplink is not None:
+            self.health[uplink].probe_sent(("registration", system), self.now(), self.REGISTRATION_PROBE_TIMEOUT)
+
+    def _registration_outcome(self, system: str, event: mn.Event) -> None:
+        if isinstance(event, (mn.Registered, mn.Deregistered)):
+            uplink = self._uplink_of(event.care_of_address) if event.care_of_address else None
+            if uplink is not None:
+                self.health[uplink].probe_answered(("registration", system), self.now())
+                self.count("registration_round_trips")
+        elif isinstance(event, mn.RegistrationTimeout):
+            uplink = self._uplink_of(event.care_of_address) if event.care_of_address else None
+            if uplink is not None:
+                self.health[uplink].probe_lost(("registration", system), self.now())
 
     def _single_system_outcome(self, event: mn.Event) -> None:
         if isinstance(event, mn.Registered) and self.active:

@@ -142,6 +142,9 @@ class MobilitySystem:
         self.config = config
         #: router.udptunnel MobileTunnel owning the care-of address sockets (None: asyncio's)
         self.tunnel = tunnel
+        #: Called (system name, care-of address) when a registration leaves: the daemon counts
+        #: the exchange as a free health probe of the uplink it crossed.
+        self.on_request: Callable[[str, IPv4Address], None] | None = None
         self.socket: socket.socket | None = None
         self.state_path = state_path
         last = load_last_identification(state_path) if state_path is not None else 0
@@ -214,6 +217,8 @@ class MobilitySystem:
         self.via_vpn = via_vpn
         driver = await self._bind(care_of_address)
         self.machine.register(care_of_address, asyncio.get_running_loop().time())
+        if self.on_request is not None:
+            self.on_request(self.name, care_of_address)
         driver.poke()
 
     async def deregister(self, source: IPv4Address, care_of_address: IPv4Address | None = None) -> None:

@@ -438,3 +438,22 @@ def test_dual_system_outside_to_outside_moves_t_after_the_outer_ack_by_one_route
         await daemon.stop()
 
     asyncio.run(main())
+
+
+def test_a_registration_exchange_is_a_free_health_probe_of_its_uplink(tmp_path: Path) -> None:
+    """Registrations cost nothing extra as probes: the exchange from an uplink's address is an
+    RTT sample of that uplink's health (issue 6, item 3)."""
+
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        await start_home_agent("127.0.0.1", "127.0.0.0/8", "127.0.0.50", 256, port)
+        daemon, _backend = make_daemon(tmp_path, port, None)
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.lan_route == LanRoute.DIRECT)
+        tracker = daemon.health["eth"]
+        assert daemon.counters.get("registration_round_trips", 0) >= 1
+        assert tracker.probes_sent >= 1 and tracker.srtt is not None
+        await daemon.stop()
+
+    asyncio.run(main())
