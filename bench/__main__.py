@@ -1,6 +1,8 @@
 """``python -m bench [NAME ...] [--quick]``: run the named benchmarks (all when none is named),
-each in its own process. Names: ha_capacity, udp_tunnel, throughput, footprint (the module
-names under bench/). In-guest benches boot the QEMU guest themselves (qemu.run).
+each in its own process. Names: ha_capacity, udp_tunnel, throughput, footprint, handover,
+peers (the module names under bench/; handover and peers walk the tour's chain with the
+product, peers also with nat-failover and mobike-vpn). In-guest benches boot the QEMU guest
+themselves (qemu.run).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput", "handover"]
+BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput", "handover", "peers"]
 
 
 def main(argv: list[str] | None = None) -> int:

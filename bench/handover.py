@@ -14,10 +14,12 @@ the peer comparison uses):
 Per step and repetition: the longest gap (ms), packets lost, whether the TCP session survived;
 from the router's own log the registration round trips of the step (`rtt Nms`), and from its
 status the finished handovers' phases (ms after detection). Rows, per step KEY:
-`KEY.gap_ms` (median; samples kept), `KEY.gap_ms.worst`, `KEY.lost`, `KEY.lost.worst`,
+`KEY.gap_ms` (median; samples kept), `KEY.gap_ms.worst`, `KEY.lost_packets` (and `.worst`),
 `KEY.tcp_survived`, `KEY.registration_rtt_ms`, `KEY.gap_minus_rtt_ms` (the gap less one
-round trip to the home agent: what DESIGN.md's unplanned-loss target bounds), and
-`KEY.phase.<phase>_ms` (median), so the slowest phase is visible.
+round trip to the home agent: what DESIGN.md's unplanned-loss target bounds),
+`KEY.phase.<phase>_ms` (median), so the slowest phase is visible, and over every step
+`tcp.sessions_survived_ratio`. KEY is the step's key, the boundary ones named as issue 8 asks:
+boundary.in_to_out, boundary.out_to_in, boundary.out_to_outer_home.
 
 Host: ``python3 -m bench handover [--reps N]`` boots the guest (one boot, one world).
 """
@@ -41,6 +43,9 @@ NAME = "handover"
 RTT = re.compile(r"(?:inner|outer): (?:registered|renewed|deregistered)\b.*?rtt (\d+)ms")
 # DESIGN.md section 7: unplanned loss -> flowing again within 300 ms + one round trip.
 GAP_MINUS_RTT_TARGETS = {"handover.unplanned": "<= 300"}
+# The chain's step keys -> the metric names issue 8 fixes.
+METRIC_NAMES = {"boundary.inside_outside": "boundary.in_to_out", "boundary.outside_inside": "boundary.out_to_in",
+                "boundary.outer_home": "boundary.out_to_outer_home"}
 
 
 @dataclass
@@ -63,20 +68,23 @@ def rows(records: Sequence[StepRecord]) -> list[Metric]:
     for record in records:
         by_key.setdefault(record.key, []).append(record)
     out: list[Metric] = []
+    all_sessions: list[float] = []
     for key, group in by_key.items():
         samples = [Sample(**r.sample) for r in group]
+        target = GAP_TARGETS.get(key, ">= 0")
+        key = METRIC_NAMES.get(key, key)
         gaps = [s.gap_ms for s in samples if s.resumed]
         losses = [float(s.lost) for s in samples if s.lost is not None]
-        target = GAP_TARGETS.get(key, ">= 0")
         out.append(Metric(f"{key}.gap_ms", median(gaps), "ms", target, gaps))
         out.append(Metric(f"{key}.gap_ms.worst", worst(gaps), "ms", target, gaps))
         out.append(Metric(f"{key}.resumed", float(all(s.resumed for s in samples)), "bool", "== 1",
                           [float(s.resumed) for s in samples]))
         if losses:
             lost_target = "== 0" if key == "handover.planned" else ">= 0"
-            out.append(Metric(f"{key}.lost", median(losses), "packets", lost_target, losses))
-            out.append(Metric(f"{key}.lost.worst", worst(losses), "packets", lost_target, losses))
+            out.append(Metric(f"{key}.lost_packets", median(losses), "packets", lost_target, losses))
+            out.append(Metric(f"{key}.lost_packets.worst", worst(losses), "packets", lost_target, losses))
         sessions = [float(s.tcp) for s in samples if s.tcp is not None]
+        all_sessions += sessions
         if sessions:
             out.append(Metric(f"{key}.tcp_survived", min(sessions), "bool", "== 1", sessions))
         # One round trip per repetition: the step's first registration (the one that moved).
@@ -94,6 +102,9 @@ def rows(records: Sequence[StepRecord]) -> list[Metric]:
                     phases.setdefault(str(phase["name"]), []).append(float(phase["at_ms"]))
         for phase, values in sorted(phases.items(), key=lambda kv: statistics.median(kv[1])):
             out.append(Metric(f"{key}.phase.{phase}_ms", median(values), "ms", ">= 0", values))
+    if all_sessions:
+        out.append(Metric("tcp.sessions_survived_ratio", sum(all_sessions) / len(all_sessions), "ratio", ">= 1",
+                          all_sessions))
     return out
 
 

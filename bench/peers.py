@@ -555,8 +555,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=RATE, help="UDP packets per second")
     parser.add_argument("--modes", type=lambda text: [m for m in text.split(",") if m],
                         default=list(PEER_MODES), help="peer modes, comma-separated")
-    parser.add_argument("--ours", default="", metavar="MODULE:FUNCTION",
-                        help="a function returning the product's ModeSpec (adds 'ours')")
+    parser.add_argument("--ours", default="bench.peers:ours_spec", metavar="MODULE:FUNCTION",
+                        help="a function returning the product's ModeSpec ('' leaves ours out)")
     args = parser.parse_args(argv)
     unknown = set(args.modes) - set(PEER_MODES)
     if unknown:

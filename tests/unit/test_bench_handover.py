@@ -28,7 +28,7 @@ def test_rows_carry_median_worst_rtt_and_phases() -> None:
     by_name = {m.metric: m for m in rows(records)}
     assert by_name["handover.unplanned.gap_ms"].value == 500.0
     assert by_name["handover.unplanned.gap_ms.worst"].value == 600.0
-    assert by_name["handover.unplanned.lost.worst"].value == 30.0
+    assert by_name["handover.unplanned.lost_packets.worst"].value == 30.0
     assert by_name["handover.unplanned.registration_rtt_ms"].samples == [120.0, 100.0]
     # gap minus the step's first round trip, paired per repetition: 400-120, 600-100
     assert sorted(by_name["handover.unplanned.gap_minus_rtt_ms"].samples) == [280.0, 500.0]
@@ -41,5 +41,15 @@ def test_rows_carry_median_worst_rtt_and_phases() -> None:
 def test_a_planned_handover_is_held_to_zero_loss_and_a_broken_session_fails() -> None:
     records = [StepRecord("handover.planned", sample("handover.planned", 40.0, 1, tcp=False))]
     by_name = {m.metric: m for m in rows(records)}
-    assert by_name["handover.planned.lost"].target == "== 0" and not by_name["handover.planned.lost"].passed
+    assert by_name["handover.planned.lost_packets"].target == "== 0"
+    assert not by_name["handover.planned.lost_packets"].passed
     assert not by_name["handover.planned.tcp_survived"].passed
+    assert by_name["tcp.sessions_survived_ratio"].value == 0.0
+
+
+def test_boundary_steps_carry_the_names_issue_8_fixes() -> None:
+    records = [StepRecord(key, sample(key, 700.0, 30)) for key in
+               ("boundary.inside_outside", "boundary.outside_inside", "boundary.outer_home")]
+    names = {m.metric for m in rows(records)}
+    assert {"boundary.in_to_out.gap_ms", "boundary.out_to_in.gap_ms", "boundary.out_to_outer_home.gap_ms",
+            "tcp.sessions_survived_ratio"} <= names
