@@ -93,7 +93,7 @@ def recover(world: World, product: DualProduct, baseline: dict[str, list[str]], 
     recovery = time.monotonic() - broken_at
     wait_settled(product, OUTSIDE, timeout=60)
     TIMINGS[f"drill {drill}: LAN resumed after (s)"] = recovery
-    print(f"\nDRILL {drill}: LAN traffic resumed after {recovery:.1f} s (bound {bound:.0f} s)")
+    print(f"\nDRILL {drill}: PASS, LAN traffic resumed after {recovery:.1f} s (bound {bound:.0f} s)")
 
     def same() -> bool:
         now = listing(world)
