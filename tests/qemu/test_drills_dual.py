@@ -93,7 +93,6 @@ def recover(world: World, product: DualProduct, baseline: dict[str, list[str]], 
     recovery = time.monotonic() - broken_at
     wait_settled(product, OUTSIDE, timeout=60)
     TIMINGS[f"drill {drill}: LAN resumed after (s)"] = recovery
-    print(f"\nDRILL {drill}: PASS, LAN traffic resumed after {recovery:.1f} s (bound {bound:.0f} s)")
 
     def same() -> bool:
         now = listing(world)
@@ -103,8 +102,10 @@ def recover(world: World, product: DualProduct, baseline: dict[str, list[str]], 
         wait_until(same, 20, f"{drill}: the kernel to list as before", interval=1.0)
     except Exception:
         now = listing(world)
+        print(f"\nDRILL {drill}: FAIL, LAN traffic resumed after {recovery:.1f} s but the kernel differs")
         raise AssertionError(f"{drill}: stale or missing kernel state\nduplicates {duplicates(now)}\n"
                              f"{differences(baseline, now)}") from None
+    print(f"\nDRILL {drill}: PASS, LAN traffic resumed after {recovery:.1f} s (bound {bound:.0f} s), kernel as before")
     return recovery
 
 
