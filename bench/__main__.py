@@ -15,8 +15,9 @@ BENCHMARKS = ["ha_capacity", "udp_tunnel", "footprint", "throughput", "handover"
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    names = [a for a in arguments if not a.startswith("-")]
-    options = [a for a in arguments if a.startswith("-")]
+    # Names first, then options for every bench (with their values: --reps 3).
+    first_option = next((i for i, a in enumerate(arguments) if a.startswith("-")), len(arguments))
+    names, options = arguments[:first_option], arguments[first_option:]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; have {BENCHMARKS}", file=sys.stderr)
