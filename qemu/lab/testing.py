@@ -17,11 +17,12 @@ from .world import World
 OUT = Path("/out")
 
 
-def module_world(request: Any, timings: dict[str, float]) -> Iterator[World]:
-    """Build a world for a test module, record its stage timings, tear it down afterwards."""
+def module_world(request: Any, timings: dict[str, float], **options: Any) -> Iterator[World]:
+    """Build a world for a test module, record its stage timings, tear it down afterwards.
+    `options` go to World() (the product's tests: static_lan=False, its dnsmasq serves the LAN)."""
     if os.geteuid() != 0 or not Path("/src").is_dir():
         raise RuntimeError("tests/qemu run inside the QEMU guest: python3 -m qemu.run --tests ...")
-    world = World()
+    world = World(**options)
     timings.update(world.up())
     try:
         yield world

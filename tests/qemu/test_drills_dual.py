@@ -23,7 +23,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,7 @@ from qemu.lab import World, plan
 from qemu.lab.kernelstate import differences, duplicates, kernel_listing
 from qemu.lab.product import DualProduct
 from qemu.lab.shell import wait_until
-from qemu.lab.testing import report
+from qemu.lab.testing import module_world
 from qemu.lab.tour import Expect, start_inside, wait_settled
 
 pytestmark = pytest.mark.guest
@@ -45,15 +44,7 @@ VOLATILE = (r"10\.99\.0\.\d+", r"reqid \d+", r"spi 0x[0-9a-f]+")
 
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    if not Path("/src").is_dir():
-        raise RuntimeError("tests/qemu run inside the QEMU guest")
-    lab = World(static_lan=False)
-    TIMINGS.update(lab.up())
-    try:
-        yield lab
-    finally:
-        lab.down()
-        report(request, TIMINGS)
+    yield from module_world(request, TIMINGS, static_lan=False)
 
 
 @pytest.fixture(scope="module")

@@ -24,96 +24,32 @@ Steps, in order, on one world (each depends on the previous state):
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import re
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from qemu.lab import World, plan
 from qemu.lab.product import HOME_ADDRESS, WRONG_KEY, Product, RouterOptions
-from qemu.lab.shell import Daemon, LabError, run, wait_until
-from qemu.lab.testing import report
+from qemu.lab.shell import LabError, run, wait_until
+from qemu.lab.testing import module_world
+from qemu.lab.traffic import Gap, Traffic
 
 pytestmark = pytest.mark.guest
 
 TIMINGS: dict[str, float] = {}
 CORRESPONDENT = plan.INTERNET_CORE_ADDRESS
 HA = plan.OUTER_HA_ADDRESS
-UDP_PORT = 9000
-TCP_PORT = 9001
 RATE = 50  # packets per second
 
-# One small program, four roles; run with the guest's python3 in a namespace.
-TRAFFIC = r'''
-import socket, sys, time, os
-role = sys.argv[1]
-if role == "udp-recv":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", int(sys.argv[2])))
-    out = open(sys.argv[3], "w", buffering=1)
-    print("ready", flush=True)
-    while True:
-        data, addr = s.recvfrom(2048)
-        out.write(f"{data.split()[0].decode()} {time.monotonic():.4f} {addr[0]}\n")
-elif role == "udp-send":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rate = float(sys.argv[4]); seq = 0; start = time.monotonic()
-    print("ready", flush=True)
-    while True:
-        try:
-            s.sendto(f"{seq} {time.monotonic():.4f}".encode(), (sys.argv[2], int(sys.argv[3])))
-        except OSError:
-            pass  # no route for a moment (the LAN fails closed): the sequence shows it
-        seq += 1
-        time.sleep(max(0.0, start + seq / rate - time.monotonic()))
-elif role == "tcp-serve":
-    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", int(sys.argv[2]))); srv.listen(1)
-    print("ready", flush=True)
-    conn, addr = srv.accept()
-    print("peer", addr[0], flush=True)
-    f = conn.makefile("rb")
-    for line in f:
-        conn.sendall(line)
-    print("closed", flush=True)
-elif role == "tcp-client":
-    stop = sys.argv[4]
-    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=30)
-    c.settimeout(300)
-    f = c.makefile("rb")
-    print("ready", flush=True)
-    n = 0
-    try:
-        while not os.path.exists(stop):
-            c.sendall(f"line {n}\n".encode())
-            if f.readline() != f"line {n}\n".encode():
-                print("SESSION BROKEN: wrong echo", flush=True); sys.exit(1)
-            n += 1
-            time.sleep(0.1)
-    except OSError as e:
-        print(f"SESSION BROKEN after {n} lines: {e}", flush=True); sys.exit(1)
-    c.close()
-    print(f"SESSION OK {n} lines", flush=True)
-'''
 
 
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    if not Path("/src").is_dir():
-        raise RuntimeError("tests/qemu run inside the QEMU guest")
-    lab = World(static_lan=False)
-    TIMINGS.update(lab.up())
-    try:
-        yield lab
-    finally:
-        lab.down()
-        TIMINGS["world down"] = lab.last_down_seconds
-        report(request, TIMINGS)
+    yield from module_world(request, TIMINGS, static_lan=False)
 
 
 @pytest.fixture(scope="module")
@@ -171,34 +107,6 @@ def test_lan_host_gets_a_lease_and_reaches_the_correspondent_through_the_home_ag
 
 # -- (c) and (d) -----------------------------------------------------------------------------
 
-@dataclass
-class Arrival:
-    seq: int
-    at: float
-
-
-def read_arrivals(path: Path) -> list[Arrival]:
-    arrivals = []
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if len(fields) == 3:
-            arrivals.append(Arrival(int(fields[0]), float(fields[1])))
-    return arrivals
-
-
-def largest_gap(arrivals: list[Arrival], start: float, end: float) -> tuple[float, int]:
-    """Largest inter-arrival time (ms) in [start, end] and the packets missing in it."""
-    window = [a for a in arrivals if start - 1.0 <= a.at <= end]
-    worst, lost = 0.0, 0
-    for before, after in itertools.pairwise(window):
-        if after.at < start:
-            continue
-        gap = (after.at - before.at) * 1000
-        if gap > worst:
-            worst, lost = gap, max(0, after.seq - before.seq - 1)
-    return worst, lost
-
-
 def allowed_on_uplink(line: str, gateways: set[str]) -> bool:
     """Only what may leave the router on an uplink: the tunnel/registrations to the home
     agent, DHCP, ARP, and ICMP probes with the gateway. IPv6 link-local chatter is allowed."""
@@ -219,67 +127,42 @@ def allowed_on_uplink(line: str, gateways: set[str]) -> bool:
 
 def test_traffic_survives_3g_hotspot_3g_and_stays_in_the_tunnel(
         world: World, product: Product, out_dir: Path) -> None:
-    script = world.run_dir / "traffic.py"
-    script.write_text(TRAFFIC)
-    arrivals = world.run_dir / "udp-arrivals.txt"
-    stop_file = world.run_dir / "tcp-stop"
-    stop_file.unlink(missing_ok=True)
-
-    def role(name: str, host: str, *args: str) -> Daemon:
-        log = world.run_dir / f"{name}.log"
-        return Daemon(name, ["python3", str(script), *args], log, world.ns(host),
-                      ready=lambda: "ready" in log.read_text(), ready_timeout=30)
-
-    daemons: list[Daemon] = []
-    for name, host, args in (("udp-recv", "inet", ("udp-recv", str(UDP_PORT), str(arrivals))),
-                             ("tcp-serve", "inet", ("tcp-serve", str(TCP_PORT))),
-                             ("udp-send", "lan-host", ("udp-send", CORRESPONDENT, str(UDP_PORT), str(RATE))),
-                             ("tcp-client", "lan-host", ("tcp-client", CORRESPONDENT, str(TCP_PORT), str(stop_file)))):
-        daemon = role(name, host, *args)
-        daemon.start()
-        daemons.append(daemon)
-    client = daemons[3]
-    gaps: dict[str, tuple[float, int]] = {}
-    try:
-        with world.capture("router", "ppp0") as on_cell, world.capture("router", "wlan0") as on_wlan:
-            time.sleep(3)
-            # 3G -> hotspot: the hotspot comes into range; the router's policy moves by itself.
-            switched = len(re.findall("lan route -> tunnel from", product.router_log()))
-            t_up = time.monotonic()
-            world.ap_up("hotspot")
-            product.wait_router_log("lan route -> tunnel from 198.51.100.", timeout=90)
-            TIMINGS["hotspot up -> LAN on the hotspot tunnel"] = time.monotonic() - t_up
-            time.sleep(3)
-            gaps["3G -> hotspot"] = largest_gap(read_arrivals(arrivals), t_up, time.monotonic())
-            # hotspot -> 3G: the hotspot goes away (deauthentication).
-            t_down = time.monotonic()
-            world.ap_down("hotspot")
-            product.wait_router_log(f"lan route -> tunnel from {plan.CELL_SUBSCRIBER_ADDRESS}",
-                                    timeout=90, count=2)
-            TIMINGS["hotspot down -> LAN on the 3G tunnel"] = time.monotonic() - t_down
-            time.sleep(3)
-            gaps["hotspot -> 3G"] = largest_gap(read_arrivals(arrivals), t_down, time.monotonic())
-            assert len(re.findall("lan route -> tunnel from", product.router_log())) == switched + 2
-        stop_file.write_text("stop")
-        client.wait_exit(60)
-    finally:
-        for daemon in reversed(daemons):
-            daemon.stop(signal.SIGKILL)
-    final = read_arrivals(arrivals)
-    for what, (gap, lost) in gaps.items():
-        print(f"switch {what}: largest gap {gap:.0f} ms, {lost} packet(s) lost at 50 pps")
-        TIMINGS[f"switch {what}: largest UDP gap (s)"] = gap / 1000
-    (out_dir / "udp-arrivals.txt").write_text(arrivals.read_text())
+    gaps: dict[str, Gap] = {}
+    with Traffic(world, CORRESPONDENT, rate=RATE) as traffic, \
+            world.capture("router", "ppp0") as on_cell, world.capture("router", "wlan0") as on_wlan:
+        time.sleep(3)
+        # 3G -> hotspot: the hotspot comes into range; the router's policy moves by itself.
+        switched = len(re.findall("lan route -> tunnel from", product.router_log()))
+        t_up = time.monotonic()
+        world.ap_up("hotspot")
+        product.wait_router_log("lan route -> tunnel from 198.51.100.", timeout=90)
+        TIMINGS["hotspot up -> LAN on the hotspot tunnel"] = time.monotonic() - t_up
+        time.sleep(3)
+        gaps["3G -> hotspot"] = traffic.gap(t_up)
+        # hotspot -> 3G: the hotspot goes away (deauthentication).
+        t_down = time.monotonic()
+        world.ap_down("hotspot")
+        product.wait_router_log(f"lan route -> tunnel from {plan.CELL_SUBSCRIBER_ADDRESS}",
+                                timeout=90, count=2)
+        TIMINGS["hotspot down -> LAN on the 3G tunnel"] = time.monotonic() - t_down
+        time.sleep(3)
+        gaps["hotspot -> 3G"] = traffic.gap(t_down)
+        assert len(re.findall("lan route -> tunnel from", product.router_log())) == switched + 2
+    final = traffic.arrivals()
+    for what, gap in gaps.items():
+        print(f"switch {what}: largest gap {gap.ms:.0f} ms, {gap.lost} packet(s) lost at {RATE} pps")
+        TIMINGS[f"switch {what}: largest UDP gap (s)"] = gap.ms / 1000
+    (out_dir / "udp-arrivals.txt").write_text(traffic.arrivals_path.read_text())
     (out_dir / "capture-ppp0.txt").write_text("\n".join(on_cell.lines))
     (out_dir / "capture-wlan0.txt").write_text("\n".join(on_wlan.lines))
     (out_dir / "router.log").write_text(product.router_log(whole=True))
 
     # The TCP session survived every switch, and the stream resumed after each one.
-    assert "SESSION OK" in client.log_tail(3), client.log_tail(10)
+    assert traffic.tcp_ok, traffic.tcp_result
+    assert all(gap.resumed for gap in gaps.values()), gaps
     assert final and final[-1].at > t_down, "the UDP stream did not resume after hotspot -> 3G"
     assert any(a.at > t_up for a in final if a.at < t_down), "no UDP packet between the switches"
-    assert {line.split()[2] for line in arrivals.read_text().splitlines() if len(line.split()) == 3} \
-        == {lan_host_address(world)}, "the correspondent saw another source than lan-host"
+    assert traffic.sources() == {lan_host_address(world)}, "the correspondent saw another source than lan-host"
 
     # Nothing but the tunnel, registrations, DHCP, ARP and probes on the uplinks.
     gateways = {plan.CELL_GATEWAY_ADDRESS, "198.51.100.1"}

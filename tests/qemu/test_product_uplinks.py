@@ -38,7 +38,7 @@ import pytest
 from qemu.lab import World, plan
 from qemu.lab.product import Product, RouterOptions
 from qemu.lab.shell import run, wait_until
-from qemu.lab.testing import report
+from qemu.lab.testing import module_world
 from qemu.lab.traffic import Arrival, Traffic
 
 pytestmark = pytest.mark.guest
@@ -56,16 +56,7 @@ FULL_POWER = 2000  # mBm -> -30 dBm at the station
 
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    if not Path("/src").is_dir():
-        raise RuntimeError("tests/qemu run inside the QEMU guest")
-    lab = World(static_lan=False)
-    TIMINGS.update(lab.up())
-    try:
-        yield lab
-    finally:
-        lab.down()
-        TIMINGS["world down"] = lab.last_down_seconds
-        report(request, TIMINGS)
+    yield from module_world(request, TIMINGS, static_lan=False)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from qemu.lab import World, plan
 from qemu.lab.captures import nesting_layers, record, summary
 from qemu.lab.product import HOME_ADDRESS, DualProduct
 from qemu.lab.shell import run
-from qemu.lab.testing import report
+from qemu.lab.testing import module_world
 from qemu.lab.tour import (
     STEPS,
     Expect,
@@ -59,16 +59,7 @@ T, T_HA, T_GW = HOME_ADDRESS, plan.OUTER_HA_ADDRESS, plan.VPN_GATEWAY_ADDRESS
 
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    if not Path("/src").is_dir():
-        raise RuntimeError("tests/qemu run inside the QEMU guest")
-    lab = World(static_lan=False)
-    TIMINGS.update(lab.up())
-    try:
-        yield lab
-    finally:
-        lab.down()
-        TIMINGS["world down"] = lab.last_down_seconds
-        report(request, TIMINGS)
+    yield from module_world(request, TIMINGS, static_lan=False)
 
 
 @pytest.fixture(scope="module")
