@@ -55,7 +55,7 @@ fuzz: deps
 	$(PY) -m tests.fuzz $(ARGS)
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results/*.json
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results/*.json bench/results/*.md
 
 # Fault drills on the single-system product in the lab (issue 9): each drill prints PASS/FAIL
 # with its measured recovery time. (Also part of guest-test: they live under tests/qemu.)
