@@ -151,6 +151,23 @@ def _fields(value: object) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(value))  # type: ignore[arg-type]
 
 
+def _merge_live(label: str, before: Any, after: Any, live_names: tuple[str, ...],
+                applied: list[str], restart: list[str]) -> tuple[Any, bool]:
+    """`before` with the live settings of `after` taken over; every other difference is
+    noted as needing a restart. Returns (merged, whether a live setting changed)."""
+    live = {name: getattr(after, name) for name in live_names}
+    for name in _fields(before):
+        old_value, new_value = getattr(before, name), getattr(after, name)
+        if old_value == new_value:
+            continue
+        if name in live:
+            applied.append(f"{label} {name} {_show(name, old_value)} -> {_show(name, new_value)}")
+        else:
+            restart.append(f"{label} {name}")
+    changed = any(getattr(before, n) != v for n, v in live.items())
+    return dataclasses.replace(before, **live), changed
+
+
 def plan_router_reload(old: RouterConfig, new: RouterConfig) -> ReloadPlan:
     """Split the differences between two valid configs into live changes and restart ones."""
     applied: list[str] = []
@@ -165,18 +182,10 @@ def plan_router_reload(old: RouterConfig, new: RouterConfig) -> ReloadPlan:
             restart.append(f"uplink {uplink.name} removed")
             merged_uplinks.append(uplink)
             continue
-        live = {name: getattr(candidate, name) for name in LIVE_UPLINK_SETTINGS}
-        for name in _fields(uplink):
-            before, after = getattr(uplink, name), getattr(candidate, name)
-            if before == after:
-                continue
-            if name in live:
-                applied.append(f"uplink {uplink.name} {name} {before} -> {after}")
-            else:
-                restart.append(f"uplink {uplink.name} {name}")
-        if any(getattr(uplink, n) != v for n, v in live.items()):
+        merged, changed = _merge_live(f"uplink {uplink.name}", uplink, candidate, LIVE_UPLINK_SETTINGS, applied, restart)
+        if changed:
             uplink_names.append(uplink.name)
-        merged_uplinks.append(dataclasses.replace(uplink, **live))
+        merged_uplinks.append(merged)
     restart += [f"uplink {name} added" for name in new_uplinks if name not in {u.name for u in old.uplinks}]
 
     def system(label: str, before: MobilitySystemConfig | None, after: MobilitySystemConfig | None) -> MobilitySystemConfig | None:
@@ -184,18 +193,10 @@ def plan_router_reload(old: RouterConfig, new: RouterConfig) -> ReloadPlan:
             if (before is None) != (after is None):
                 restart.append(f"[{label}] {'added' if before is None else 'removed'}")
             return before
-        live = {name: getattr(after, name) for name in LIVE_SYSTEM_SETTINGS}
-        for name in _fields(before):
-            old_value, new_value = getattr(before, name), getattr(after, name)
-            if old_value == new_value:
-                continue
-            if name in live:
-                applied.append(f"{label} {name} {_show(name, old_value)} -> {_show(name, new_value)}")
-            else:
-                restart.append(f"{label} {name}")
-        if any(getattr(before, n) != v for n, v in live.items()):
+        merged, changed = _merge_live(label, before, after, LIVE_SYSTEM_SETTINGS, applied, restart)
+        if changed:
             systems.append(label)
-        return dataclasses.replace(before, **live)
+        return merged
 
     inner = system("inner", old.inner, new.inner)
     assert inner is not None
