@@ -86,13 +86,18 @@ class StateError(ValueError):
 
 def write_state(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically and durably (tmp + fsync + rename + dir fsync), 0600."""
+    write_atomic(path, (json.dumps(data, sort_keys=True) + "\n").encode())
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (tmp + fsync + rename + dir fsync), 0600."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, (json.dumps(data, sort_keys=True) + "\n").encode())
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -224,18 +229,8 @@ def last_good_path(path: str | os.PathLike[str]) -> Path:
 
 def remember_good_config(path: str | os.PathLike[str], log: logging.Logger) -> None:
     """Copy the config that just loaded to its last-good place (best effort, logged)."""
-    source, target = Path(path), last_good_path(path)
     try:
-        data = source.read_bytes()
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        write_atomic(last_good_path(path), Path(path).read_bytes())
     except OSError as exc:
         log.warning("cannot keep a last good copy of %s: %s", path, exc.strerror or exc)
 
