@@ -1061,20 +1061,12 @@ class RouterDaemon:
         return [lease.as_status() for lease in leases if lease.expires == 0 or lease.expires > unix_now]
 
     @staticmethod
-    def _handover_status(entry: dict[str, Any], unix_offset: float) -> dict[str, Any]:
-        """A handover log entry in the schema's shape (router/web/SCHEMA.md ``handovers[]``).
-
-        Uplink switches are stored that way already. The coordinator's records (kind
-        "situation") carry loop-clock phase times: ``at`` becomes the Unix time of the first
-        phase and each phase its offset in ms; ``from``/``to`` name the situations. The daemon
-        does not see the LAN's traffic, so ``gap_ms`` stays null unless an entry has one."""
+    def _handover_status(entry: dict[str, Any]) -> dict[str, Any]:
+        """A handover log entry in the schema's shape (router/web/SCHEMA.md ``handovers[]``):
+        both kinds are stored that way (situation entries by ``situation_entry``); fields an
+        entry lacks get their null values. The daemon does not see the LAN's traffic, so
+        ``gap_ms`` stays null unless an entry has one."""
         out = dict(entry)
-        phases = entry.get("phases")
-        if isinstance(phases, dict):
-            times = sorted((t, str(name)) for name, t in phases.items() if isinstance(t, int | float))
-            first = times[0][0] if times else None
-            out["at"] = first + unix_offset if first is not None else entry.get("at", 0.0)
-            out["phases"] = [{"name": name, "at_ms": round((t - times[0][0]) * 1000, 1)} for t, name in times]
         out.setdefault("at", 0.0)
         out.setdefault("from", None)
         out.setdefault("to", None)
@@ -1147,7 +1139,7 @@ class RouterDaemon:
             },
             # newest first, as the schema promises every consumer
             "handovers": sorted(
-                (self._handover_status(h, unix_now - now) for h in self.handovers[-50:]), key=lambda h: h["at"], reverse=True
+                (self._handover_status(h) for h in self.handovers[-50:]), key=lambda h: h["at"], reverse=True
             ),
             "counters": dict(self.counters),
             "uptime_s": round(now - self.started_at),
