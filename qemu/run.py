@@ -118,9 +118,11 @@ class BootConfig:
 
     memory_mib: int = 512
     cpus: int = 2
-    # tcg: the default, as KVM fails on these machines (QEMU aborts "failed to set MSR", or
-    # the guest hangs); auto: try KVM if /dev/kvm opens, fall back to TCG; kvm: KVM only.
-    accel: str = os.environ.get("MOBILE_ROUTER_ACCEL", "tcg")
+    # auto (default): KVM if /dev/kvm opens and KVM has not failed on this host before, else
+    # TCG; a KVM boot that shows no console output is recorded (kvm_verdict_path) and TCG
+    # takes over, so only the first run on a machine pays for the try. KVM fails on these
+    # machines (QEMU aborts "failed to set MSR", or the guest hangs). tcg: TCG only; kvm: KVM only.
+    accel: str = os.environ.get("MOBILE_ROUTER_ACCEL", "auto")
     kernel: str = "auto"  # auto (PVH vmlinux, bzImage on failure) | pvh | bzimage
     forwards: list[Forward] = field(default_factory=list)
     out_dir: Path = REPO / "out"
@@ -159,7 +161,7 @@ def attempts(config: BootConfig, image: Image) -> list[Attempt]:
     kvm = [Attempt(True, pvh) for pvh in kernels]
     if config.accel == "auto":
         # A KVM that fails here fails with either kernel: one try, then TCG.
-        return [kvm[0], *tcg] if kvm_usable() else tcg
+        return [kvm[0], *tcg] if kvm_usable() and not kvm_failed_before() else tcg
     return kvm if config.accel == "kvm" else tcg
 
 
@@ -170,6 +172,43 @@ def kvm_usable() -> bool:
     except OSError:
         return False
     return True
+
+
+def kvm_verdict_path() -> Path:
+    """Where a failed KVM boot is remembered (beside the image cache, outside the clone)."""
+    cache = os.environ.get("MOBILE_ROUTER_CACHE", "/var/cache/mobile-router")
+    return Path(cache) / "kvm-verdict"
+
+
+def host_key() -> str:
+    """What a KVM verdict holds for: this host kernel and this QEMU binary. A kernel or QEMU
+    upgrade may fix KVM, so either one changing makes the verdict stale."""
+    qemu = shutil.which("qemu-system-x86_64") or "-"
+    try:
+        stat = os.stat(qemu)
+        binary = f"{qemu}:{stat.st_size}:{int(stat.st_mtime)}"
+    except OSError:
+        binary = qemu
+    return f"{os.uname().release} {binary}"
+
+
+def kvm_failed_before() -> bool:
+    """A KVM boot already failed on this host (same kernel, same QEMU)."""
+    try:
+        lines = kvm_verdict_path().read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.startswith("fail ") and line[5:] == host_key() for line in lines)
+
+
+def record_kvm_failure() -> None:
+    """Remember that KVM showed nothing here, so later runs go straight to TCG."""
+    path = kvm_verdict_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"fail {host_key()}\n")
+    except OSError as error:  # a read-only cache costs one KVM try per run, nothing more
+        print(f"qemu.run: cannot record the KVM verdict in {path}: {error}", file=sys.stderr)
 
 
 def qemu_command(
@@ -301,12 +340,17 @@ def start(
     if shutil.which("qemu-system-x86_64") is None:
         raise RunnerError("qemu-system-x86_64 not found: run scripts/deps.sh qemu")
     ways = attempts(config, image)
+    if config.accel == "auto" and not ways[0].kvm and kvm_failed_before():
+        print(f"qemu.run: KVM failed on this host before ({kvm_verdict_path()}): TCG",
+              file=sys.stderr)  # fmt: skip
     for index, attempt in enumerate(ways):
         boot = _spawn(image, config, job_dir, attempt, sink, agent_socket)
         deadline = KVM_FIRST_OUTPUT_DEADLINE if attempt.kvm else FIRST_OUTPUT_DEADLINE
         if index == len(ways) - 1 or _shows_output(boot, deadline):
             return boot
         boot.stop()
+        if attempt.kvm and not ways[index + 1].kvm:
+            record_kvm_failure()
         print(f"qemu.run: no console output from {attempt.describe()}; "
               f"trying {ways[index + 1].describe()}", file=sys.stderr)  # fmt: skip
     raise AssertionError("unreachable")
@@ -502,8 +546,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--memory", type=int, default=512, help="guest memory in MiB (default 512)")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--accel", choices=["tcg", "auto", "kvm"], default=BootConfig().accel,
-                        help="tcg (default; env MOBILE_ROUTER_ACCEL): KVM fails on these machines; "
-                        "auto: KVM if it boots, else TCG")  # fmt: skip
+                        help="auto (default; env MOBILE_ROUTER_ACCEL): KVM if it boots here, else "
+                        "TCG, a KVM failure is remembered per host kernel and QEMU; tcg; kvm")  # fmt: skip
     parser.add_argument("--kernel", choices=["auto", "pvh", "bzimage"], default="auto")
     parser.add_argument("--forward", action="append", type=Forward.parse, default=[],
                         metavar="[ADDR:]HOSTPORT:GUESTPORT")  # fmt: skip
