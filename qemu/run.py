@@ -55,6 +55,9 @@ EXIT_NO_IMAGE = 126
 # the next way (bzImage; TCG after KVM). KVM boots in ~1 s when it works at all.
 FIRST_OUTPUT_DEADLINE = 60.0
 KVM_FIRST_OUTPUT_DEADLINE = 20.0
+# qemu/guest/init prints this once the guest can run the job. A KVM boot counts only once it
+# got this far: on these machines KVM may also start and then die with an emulation failure.
+READY_MARKER = b"qemu-init: ready"
 
 
 class RunnerError(RuntimeError):
@@ -269,6 +272,8 @@ class ConsoleStream:
         self._sink = sink
         self._keep_cr = keep_cr  # a terminal needs them; logs and pipes do not
         self.first_output = threading.Event()
+        self.ready = threading.Event()  # the guest init printed READY_MARKER
+        self._tail = b""
         self._thread = threading.Thread(target=self._pump, name="console", daemon=True)
         self._thread.start()
 
@@ -276,6 +281,11 @@ class ConsoleStream:
         fd = self._source.fileno()
         while chunk := os.read(fd, 65536):
             self.first_output.set()
+            if not self.ready.is_set():
+                seen = self._tail + chunk  # the marker may straddle two reads
+                if READY_MARKER in seen:
+                    self.ready.set()
+                self._tail = seen[-len(READY_MARKER) :]
             self._sink(chunk if self._keep_cr else chunk.replace(b"\r", b""))
 
     def join(self, timeout: float | None = None) -> None:
@@ -346,26 +356,28 @@ def start(
     for index, attempt in enumerate(ways):
         boot = _spawn(image, config, job_dir, attempt, sink, agent_socket)
         deadline = KVM_FIRST_OUTPUT_DEADLINE if attempt.kvm else FIRST_OUTPUT_DEADLINE
-        if index == len(ways) - 1 or _shows_output(boot, deadline):
+        if index == len(ways) - 1 or _shows_output(boot, deadline, attempt.kvm):
             return boot
         boot.stop()
         if attempt.kvm and not ways[index + 1].kvm:
             record_kvm_failure()
-        print(f"qemu.run: no console output from {attempt.describe()}; "
+        print(f"qemu.run: {attempt.describe()} did not boot; "
               f"trying {ways[index + 1].describe()}", file=sys.stderr)  # fmt: skip
     raise AssertionError("unreachable")
 
 
-def _shows_output(boot: Boot, deadline: float) -> bool:
-    """Did the guest print anything before the deadline? QEMU refusing the kernel (no PVH
-    note) exits at once without output, so an exit ends the wait early."""
+def _shows_output(boot: Boot, deadline: float, until_ready: bool = False) -> bool:
+    """Did the guest print anything (until_ready: the ready marker) before the deadline?
+    QEMU refusing the kernel (no PVH note) or KVM exits at once without output, so an exit
+    ends the wait early."""
+    seen = boot.console.ready if until_ready else boot.console.first_output
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        if boot.console.first_output.wait(0.1):
+        if seen.wait(0.1):
             return True
         if boot.process.poll() is not None:
             boot.console.join(1)
-            return boot.console.first_output.is_set()
+            return seen.is_set()
     return False
 
 

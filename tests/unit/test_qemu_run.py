@@ -99,7 +99,7 @@ def test_start_records_a_silent_kvm_boot(
         return FakeBoot(attempt)
 
     monkeypatch.setattr(run, "_spawn", fake_spawn)
-    monkeypatch.setattr(run, "_shows_output", lambda boot, deadline: not boot.attempt.kvm)
+    monkeypatch.setattr(run, "_shows_output", lambda boot, deadline, ready: not boot.attempt.kvm)
     config = run.BootConfig(accel="auto", image_dir=image.directory, out_dir=tmp_path / "out")
     boot = run.start(config, tmp_path, lambda chunk: None)
     assert describe(spawned) == ["KVM + bzImage", "TCG + bzImage"]
@@ -131,3 +131,23 @@ def test_qemu_command_shares_and_snapshot(image: run.Image, tmp_path: Path) -> N
     for tag in ("src", "out", "job"):
         assert f"mount_tag={tag}" in text
     assert f"path={run.REPO},security_model=none,readonly=on" in text
+
+
+def test_console_sees_the_ready_marker_across_reads() -> None:
+    """A KVM boot counts once the guest init says it is ready, even when the marker arrives
+    split over two reads; plain output is not enough."""
+    import os
+
+    read_fd, write_fd = os.pipe()
+    chunks: list[bytes] = []
+    with os.fdopen(read_fd, "rb", buffering=0) as source:
+        console = run.ConsoleStream(source, chunks.append)
+        os.write(write_fd, b"[    0.9] kernel says hello\r\n")
+        assert console.first_output.wait(5)
+        assert not console.ready.is_set()
+        os.write(write_fd, b"qemu-init: rea")
+        os.write(write_fd, b"dy after 1.0 s\n")
+        assert console.ready.wait(5)
+        os.close(write_fd)
+        console.join(5)
+    assert b"".join(chunks) == b"[    0.9] kernel says hello\nqemu-init: ready after 1.0 s\n"
