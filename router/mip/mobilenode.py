@@ -107,8 +107,8 @@ MIP_PORT = 434
 INFINITE_LIFETIME = 0xFFFF
 Address = tuple[str, int]
 
-#: Reply codes with the RFC's words, for events and logs (RFC 5944 §3.4,
-#: RFC 5177 §11, RFC 3519 §3.5 / IANA).
+#: Reply codes with the RFC's words, for events and logs (RFC 5944 §3.4, RFC 3024 §3.4,
+#: RFC 2794 §5, RFC 4721 §10, RFC 5177 §11, RFC 3519 §3.5 / IANA): every ReplyCode.
 REPLY_CODE_TEXT: dict[int, str] = {
     0: "registration accepted",
     1: "registration accepted, but simultaneous mobility bindings unsupported",
@@ -122,12 +122,25 @@ REPLY_CODE_TEXT: dict[int, str] = {
     71: "poorly formed Reply (foreign agent)",
     72: "requested encapsulation unavailable (foreign agent)",
     73: "reserved and unavailable (foreign agent)",
+    74: "requested reverse tunnel unavailable (foreign agent)",  # RFC 3024 §3.4
+    75: "reverse tunnel is mandatory and 'T' bit not set (foreign agent)",  # RFC 3024
+    76: "mobile node too distant (foreign agent)",  # RFC 3024
     77: "invalid care-of address (foreign agent)",
     78: "registration timeout (foreign agent)",
+    79: "delivery style not supported (foreign agent)",  # RFC 3024
     80: "home network unreachable (ICMP error received)",
     81: "home agent host unreachable (ICMP error received)",
     82: "home agent port unreachable (ICMP error received)",
     88: "home agent unreachable (other ICMP error received)",
+    96: "non-zero Home Address required (NONZERO_HOMEADDR_REQD)",  # RFC 2794 §5
+    97: "missing NAI (MISSING_NAI)",
+    98: "missing Home Agent (MISSING_HOME_AGENT)",
+    99: "missing Home Address (MISSING_HOMEADDR)",
+    104: "unknown challenge (foreign agent)",  # RFC 4721 §10
+    105: "missing challenge (foreign agent)",
+    106: "stale challenge (foreign agent)",
+    108: "foreign agent failed AAA authentication",
+    109: "home agent: wrong challenge",
     128: "reason unspecified",
     129: "administratively prohibited",
     130: "insufficient resources",
@@ -141,6 +154,7 @@ REPLY_CODE_TEXT: dict[int, str] = {
     138: "reverse tunnel is mandatory and 'T' bit not set",  # RFC 3024
     139: "requested encapsulation unavailable",  # RFC 3024
     142: "requested UDP tunnel encapsulation unavailable (ERROR_HA_UDP_ENCAP_UNAVAIL)",
+    144: "home agent failed AAA authentication",  # RFC 4721 §10
     147: "Mobile Network Prefix operation error (HA_MOBNET_ERROR)",
     148: "Mobile Router operation is not permitted (HA_MOBNET_DISALLOWED)",
     194: "Invalid Home Agent Address (foreign agent)",

@@ -369,6 +369,40 @@ def test_silent_discards() -> None:
     assert ha.datagrams_to_send(0.0) == [] and ha.bindings() == {}
 
 
+@pytest.mark.parametrize(
+    ("extension", "discarded"),
+    [
+        # RFC 5944 §1.8: an unrecognised type 0-127 -> the Request "MUST be silently
+        # discarded" (no 134: §1.8 names the treatment, §3.8.2.3's 134 is for reserved
+        # fields); 128-255 are skipped. A known type with an unknown sub-type is not
+        # recognised either.
+        (UnknownExtension(1, b"z"), True),
+        (UnknownExtension(127, b""), True),
+        (UnknownExtension(44, b"\x07\x00"), True),  # UDP Tunnel Reply, unknown sub-type
+        (UnknownExtension(128, b""), False),
+        (UnknownExtension(148, b"\x07"), False),  # Mobile Network, unknown sub-type
+    ],
+)
+@pytest.mark.parametrize("where", ["covered", "after-authentication"])
+def test_unknown_extension_in_a_request(
+    extension: UnknownExtension, discarded: bool, where: str
+) -> None:
+    ha = home_agent()
+    if where == "covered":
+        data = request(extensions=(MobileNetworkRequest(MNP), extension))
+    else:
+        data = request(trailing=(extension,))
+    ha.receive_datagram(data, SOURCE, 0.0)
+    if discarded:
+        assert ha.counters == {"unknown_extension": 1}
+        assert ha.datagrams_to_send(0.0) == [] and ha.bindings() == {}
+        assert events(ha) == []
+        assert ha.replay_version == 0  # not even the replay window moved
+    else:
+        assert the_reply(ha).code == 0
+        assert HOME in ha.bindings()
+
+
 def test_skippable_unknown_extension_is_ignored() -> None:
     ha = home_agent()
     ha.receive_datagram(request(extensions=(UnknownExtension(200, b"x"),)), SOURCE, 0.0)

@@ -19,7 +19,14 @@ from router.mip.extensions import (
     UnknownExtension,
 )
 from router.mip.identification import NTP_UNIX_OFFSET, ReplayMethod, high32, low32
-from router.mip.messages import RegistrationReply, RegistrationRequest, RequestFlags, decode, encode
+from router.mip.messages import (
+    RegistrationReply,
+    RegistrationRequest,
+    ReplyCode,
+    RequestFlags,
+    decode,
+    encode,
+)
 from router.mip.mobilenode import (
     REPLY_CODE_TEXT,
     TRANSITIONS,
@@ -262,6 +269,13 @@ def test_every_denial_code_is_an_event_with_back_off(code: int) -> None:
     assert [e.retry_at for e in events(m)] == [71.0, 111.0]
 
 
+def test_every_reply_code_we_know_has_its_rfc_text() -> None:
+    # So the parametrised denial test above covers every code of RFC 5944 §3.4 (64-88 from
+    # foreign agents, 128-136 from home agents) and its extensions (RFC 3024, 2794, 4721,
+    # 3519, 5177 NEMO 147/148).
+    assert set(ReplyCode) <= set(REPLY_CODE_TEXT)
+
+
 def test_unknown_denial_code_is_an_event_too() -> None:
     m = machine()
     m.register(COA, 0.0)
@@ -406,6 +420,41 @@ def test_drops_are_counted_never_raised() -> None:
     assert m.state is State.REGISTERED
     m.receive_datagram(good, HA_ADDR, 0.3)
     assert m.counters["unsolicited"] == 1
+
+
+UNKNOWN_EXTENSION_CASES = [
+    # (extension, the reply is discarded): RFC 5944 §1.8, types 0-127 discard the message,
+    # 128-255 are skipped. A known type with a sub-type we do not know is not recognised.
+    (UnknownExtension(1, b"z"), True),
+    (UnknownExtension(127, b""), True),  # the highest non-skippable type
+    (UnknownExtension(44, b"\x07\x00"), True),  # UDP Tunnel Reply, unknown sub-type 7
+    (UnknownExtension(128, b""), False),  # the lowest skippable type
+    (UnknownExtension(148, b"\x07"), False),  # Mobile Network, unknown sub-type 7
+]
+
+
+@pytest.mark.parametrize(("extension", "discarded"), UNKNOWN_EXTENSION_CASES)
+@pytest.mark.parametrize("where", ["covered", "after-authentication"])
+def test_unknown_extension_in_a_reply(
+    extension: UnknownExtension, discarded: bool, where: str
+) -> None:
+    m = machine()
+    m.register(COA, 0.0)
+    request = sent_request(m)
+    if where == "covered":
+        data = reply_to(request, extensions=(extension,))
+    else:
+        # Appended after the Mobile-Home Authentication Extension (not covered by it).
+        tail = encode(RegistrationReply(0, 0, HOME, HA, 0, (extension,)))[20:]
+        data = reply_to(request) + tail
+    m.receive_datagram(data, HA_ADDR, 0.1)
+    if discarded:
+        assert m.counters == {"requests_sent": 1, "unknown_extension": 1}
+        assert m.state is State.REGISTERING and events(m) == []
+    else:
+        assert "unknown_extension" not in m.counters
+        assert m.state is State.REGISTERED
+        assert isinstance(events(m)[0], Registered)
 
 
 def test_reply_to_an_older_retransmission_is_dropped() -> None:

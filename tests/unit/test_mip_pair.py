@@ -89,6 +89,8 @@ class Pair:
     lose: Callable[[str, int], bool] = lambda direction, index: False
     #: Source address the home agent sees (a NAT may rewrite it).
     nat_source: str | None = None
+    #: Source address of the home agent's replies (the address the request went to).
+    ha_source: str = str(HA_ADDRESS)
     mn_port: int = 40000
     sent_by_mn: list[tuple[float, bytes]] = field(default_factory=list)
     sent_by_ha: list[tuple[float, bytes]] = field(default_factory=list)
@@ -134,7 +136,7 @@ class Pair:
                 index = self._count["down"]
                 self._count["down"] += 1
                 if not self.lose("down", index):
-                    self.mn.receive_datagram(data, (str(HA_ADDRESS), 434), self.now)
+                    self.mn.receive_datagram(data, (self.ha_source, 434), self.now)
             self._drain()
             if not moved:
                 return
@@ -496,6 +498,42 @@ def test_udp_tunnel_behind_nat_but_not_permitted_is_129() -> None:
     pair.register()
     (denied,) = pair.events_of(mn_mod.RegistrationDenied)
     assert denied.code == 129
+
+
+@pytest.mark.parametrize(
+    ("code", "mn_overrides", "ha_overrides", "ha_source"),
+    [
+        # RFC 3024 §3.4: a home agent without reverse tunnelling denies the T bit.
+        (137, {}, {"reverse_tunnelling": False}, str(HA_ADDRESS)),
+        # RFC 5944 §3.8.2.1 / §3.6.2.3: the request names another home agent address
+        # (one the home agent's host also answers on); the reply carries the right one.
+        (136, {"home_agent": IPv4Address("10.10.0.2")}, {}, "10.10.0.2"),
+    ],
+    ids=["137-reverse-tunnel", "136-unknown-home-agent"],
+)
+def test_home_agent_denials_reach_the_mobile_node_as_events(
+    code: int, mn_overrides: dict, ha_overrides: dict, ha_source: str
+) -> None:
+    pair = Pair.build(
+        mn=mn_config(denial_backoff=10.0, **mn_overrides),
+        ha=ha_config(**ha_overrides),
+        ha_source=ha_source,
+    )
+    pair.register()
+    (denied,) = pair.events_of(mn_mod.RegistrationDenied)
+    assert denied.code == code and denied.retry_at == 10.0
+    assert pair.ha.counters[f"denied_{code}"] == 1
+    assert pair.mn.state is State.HELD_DOWN
+    assert pair.ha.bindings() == {} and not pair.ha_events
+    if code == 136:
+        # §3.8.3.2: the Home Agent field of the denial is the home agent's own address.
+        reply = pair.sent_by_ha[-1][1]
+        assert reply[8:12] == HA_ADDRESS.packed
+    # The same denial again after the back-off (doubled), and nothing sent in between.
+    pair.run_until(29.9)
+    assert [t for t, _ in pair.sent_by_mn] == [0.0, 10.0]
+    assert [e.code for e in pair.events_of(mn_mod.RegistrationDenied)] == [code, code]
+    assert pair.events_of(mn_mod.RegistrationDenied)[-1].retry_at == 30.0
 
 
 def test_smoke_out_probe_draws_authenticated_131_and_no_binding() -> None:
