@@ -248,6 +248,8 @@ def _read_secret_file(table: _Table, key: str) -> Secret:
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise table.error(key, f"{path} is readable by group or others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
         return Secret(_parse_key_text(path.read_text()))
+    except ConfigError:
+        raise  # already located (the mode check): a ValueError too, not to be wrapped twice
     except OSError as exc:
         raise table.error(key, f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
