@@ -265,6 +265,8 @@ class HomeAgentDaemon:
     #: NTP seconds up to which the state file covers acceptances (None: nothing written yet).
     _lease_until: float | None = field(init=False, default=None)
 
+    _arp_tasks: set[asyncio.Future[None]] = field(init=False, default_factory=set)
+
     def __post_init__(self) -> None:
         udp = self.config.udp_tunnelling and (self.adapter is None or self.open_udp_tun is not None)
         self._new_logic(udp)
@@ -491,13 +493,31 @@ class HomeAgentDaemon:
             if self._kernel_done >= self._kernel_wanted:
                 self._release_replies()
             announce, self._announce = self._announce, []
-            if self.gratuitous_arp is not None and self.config.home_interface is not None:
-                for address in announce:
-                    # RFC 5944 §4.6: after proxying starts, correct the home link's ARP caches.
-                    try:
-                        await asyncio.to_thread(self.gratuitous_arp, self.config.home_interface, address)
-                    except OSError as exc:
-                        log.warning("gratuitous ARP for %s failed: %s", address, exc)
+            if announce and self.gratuitous_arp is not None and self.config.home_interface is not None:
+                # In parallel with the Replies and the next applies (§4.6), not in their way.
+                task = asyncio.ensure_future(self._announce_bindings(self.config.home_interface, announce))
+                self._arp_tasks.add(task)
+                task.add_done_callback(self._arp_tasks.discard)
+
+    async def _announce_bindings(self, ifname: str, addresses: list[IPv4Address]) -> None:
+        """RFC 5944 §4.6: once proxying for a newly bound home address has started, broadcast a
+        gratuitous ARP for it with our hardware address, "retransmitted a small number of
+        times" (``GRATUITOUS_ARP_COUNT``, ``GRATUITOUS_ARP_INTERVAL_S`` apart) because
+        broadcasts on the link are not reliable."""
+        assert self.gratuitous_arp is not None
+        pending = list(addresses)
+        for attempt in range(GRATUITOUS_ARP_COUNT):
+            if attempt:
+                await asyncio.sleep(GRATUITOUS_ARP_INTERVAL_S)
+            for address in list(pending):
+                if address not in self.logic.bindings():
+                    pending.remove(address)  # gone again (deregistered, expired): stop claiming it
+                    continue
+                try:
+                    await asyncio.to_thread(self.gratuitous_arp, ifname, address)
+                except OSError as exc:
+                    log.warning("gratuitous ARP for %s failed: %s", address, exc)
+                    pending.remove(address)
 
     async def _verify_kernel(self) -> None:
         """Read the kernel back once binding changes settle; apply what still differs."""
@@ -522,6 +542,8 @@ class HomeAgentDaemon:
     async def stop(self) -> None:
         if self._verify_task is not None:
             self._verify_task.cancel()
+        for task in list(self._arp_tasks):
+            task.cancel()
         if self.driver is not None:
             self.driver.close()
         self.persist_replay_state()  # a clean stop: the next start restores every node exactly
@@ -539,6 +561,11 @@ RESTART_SETTINGS = ("address", "home_network", "port", "home_interface", "udp_tu
 
 
 VERIFY_DELAY_S = 1.0  # quiet time before the kernel is read back after binding changes
+
+#: RFC 5944 §4.6: the gratuitous ARP for a new binding "SHOULD be retransmitted a small number
+#: of times": three, a fraction of a second apart (the router announces itself the same way).
+GRATUITOUS_ARP_COUNT = 3
+GRATUITOUS_ARP_INTERVAL_S = 0.2
 
 #: Seconds of acceptances a lease write covers, and when it is renewed (time left).
 LEASE_S = 2.0

@@ -1,0 +1,211 @@
+"""The home agent daemon's whole life against a fake kernel, on loopback (issue 4, item 1).
+
+Start removes what a previous run left (a restart reconciles); an accepted registration puts
+the binding's tunnel, routes and proxy-ARP entry in the kernel and is announced by a few
+gratuitous ARPs, each sent only once the kernel proxies (RFC 5944 §4.6); a deregistration
+and an expiry each remove everything of the binding; each change is one log line with its
+reason; a clean stop leaves nothing of ours. With no adapter (``--control-only``) nothing
+is programmed and nothing is announced. A real registration machine (router.mip) is the
+mobile node; the kernel is ``FakeBackend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+import router.ha.daemon as ha_daemon
+from router.config import load_home_agent_config
+from router.drive import MachineDriver, open_driver, udp_socket
+from router.ha.daemon import HA_OWNERSHIP, HomeAgentDaemon
+from router.ha.plan import home_agent_plan, tunnel_name
+from router.mip import mobilenode as mn
+from router.mip.auth import AuthAlgorithm, SecurityAssociation
+from router.mip.homeagent import Binding
+from router.mip.identification import NTP_UNIX_OFFSET
+from router.net import FakeBackend, KernelAdapter, Plan
+from router.net.plan import ProxyArp
+from tests.unit.test_ha_udp_wiring import KEY, free_port
+
+HA = IPv4Address("127.0.0.1")
+HOME = IPv4Address("127.0.0.50")
+COA = IPv4Address("127.0.0.2")
+LAN = IPv4Network("10.1.1.0/24")
+HOME_INTERFACE = "eth0"
+
+
+def write_config(tmp_path: Path, port: int, max_lifetime: int = 600) -> Path:
+    path = tmp_path / "ha.toml"
+    path.write_text(f"""[home_agent]
+address = "{HA}"
+home_network = "127.0.0.0/8"
+max_lifetime = {max_lifetime}
+port = {port}
+home_interface = "{HOME_INTERFACE}"
+udp_tunnelling = false
+state_dir = "{tmp_path}"
+
+[[mobile_node]]
+home_address = "{HOME}"
+spi = 256
+key = "hex:{KEY}"
+mobile_networks = ["{LAN}"]
+""")
+    return path
+
+
+@dataclass
+class ArpRecorder:
+    """Stands in for send_gratuitous_arp; notes whether the kernel proxied at that moment."""
+
+    backend: FakeBackend | None
+    calls: list[tuple[str, IPv4Address, bool]] = field(default_factory=list)
+
+    def __call__(self, ifname: str, address: IPv4Address) -> None:
+        proxied = self.backend is not None and ProxyArp(ifname, address) in self.backend.observe().proxy_arp
+        self.calls.append((ifname, address, proxied))
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def mobile_node(port: int) -> tuple[mn.RegistrationMachine, MachineDriver, list[object]]:
+    loop = asyncio.get_running_loop()
+    events: list[object] = []
+    machine = mn.RegistrationMachine(mn.MobileNodeConfig(
+        home_address=HOME,
+        home_agent=HA,
+        security_association=SecurityAssociation(256, AuthAlgorithm.HMAC_MD5, bytes.fromhex(KEY)),
+        mobile_networks=(LAN,),
+        home_agent_port=port,
+        clock_offset=time.time() - loop.time() + NTP_UNIX_OFFSET,
+    ))
+    driver = await open_driver(machine, events.append, udp_socket(str(COA)))
+    return machine, driver, events
+
+
+def leftover_plan() -> Plan:
+    """What a killed home agent left: another node's tunnel, routes and proxy entry."""
+    other = Binding(
+        home_address=IPv4Address("127.0.0.77"), care_of_address=IPv4Address("127.0.0.9"), lifetime=600,
+        expires_at=600.0, mobile_networks=(IPv4Network("10.7.7.0/24"),), reverse_tunnel=True,
+        udp_tunnel=False, source=("127.0.0.9", 434), request_identification=1, reply_identification=1,
+        registered_at=0.0,
+    )
+    return home_agent_plan([other], HA, HOME_INTERFACE)
+
+
+def binding_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if f"binding {HOME} " in line]
+
+
+def test_start_reconciles_bindings_program_and_announce_removal_and_stop_clean_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.INFO, logger="router.ha")
+    monkeypatch.setattr(ha_daemon, "GRATUITOUS_ARP_INTERVAL_S", 0.01)
+
+    async def main() -> None:
+        port = free_port(str(HA))
+        backend = FakeBackend(HA_OWNERSHIP, foreign_links=[HOME_INTERFACE])
+        KernelAdapter(backend, sleep=lambda _: None).apply(leftover_plan())
+        assert backend.observe().links  # the previous run's tunnel is there
+        arp = ArpRecorder(backend)
+        daemon = HomeAgentDaemon(load_home_agent_config(write_config(tmp_path, port, max_lifetime=2)),
+                                 KernelAdapter(backend, sleep=lambda _: None), arp)
+        daemon.move_grace = 0.1
+        await daemon.start()
+        # A restart reconciles: nothing of a previous run survives the start.
+        assert backend.observe() == Plan(), backend.observe()
+        assert "leftover kernel object(s) removed" in caplog.text
+        sync = asyncio.create_task(daemon.run_kernel_sync())
+        loop = asyncio.get_running_loop()
+        name = tunnel_name(HOME)
+
+        # 1. Registration: tunnel to the care-of address, host route and mobile network into
+        #    it, proxy ARP on the home interface; then a few gratuitous ARPs, all after the
+        #    proxy entry exists.
+        machine, driver, events = await mobile_node(port)
+        machine.register(COA, loop.time())
+        driver.poke()
+        await wait_for(lambda: any(isinstance(e, mn.Registered) for e in events), "registered")
+        kernel = backend.observe()
+        (link,) = kernel.links
+        assert link.name == name and link.tunnel is not None
+        assert (link.tunnel.local, link.tunnel.remote) == (HA, COA)
+        assert {(route.destination, route.dev) for route in kernel.routes} == {
+            (IPv4Network(HOME), name), (LAN, name)}
+        assert kernel.proxy_arp == frozenset({ProxyArp(HOME_INTERFACE, HOME)})
+        await wait_for(lambda: len(arp.calls) >= ha_daemon.GRATUITOUS_ARP_COUNT, "gratuitous ARPs")
+        await asyncio.sleep(0.1)
+        assert arp.calls == [(HOME_INTERFACE, HOME, True)] * ha_daemon.GRATUITOUS_ARP_COUNT
+        assert ha_daemon.GRATUITOUS_ARP_COUNT > 1  # §4.6: "retransmitted a small number of times"
+
+        # 2. Deregistration (care-of address = home address: "all bindings", §3.6.1.2).
+        machine.deregister(loop.time())
+        driver.poke()
+        await wait_for(lambda: any(isinstance(e, mn.Deregistered) for e in events), "deregistered")
+        await wait_for(lambda: backend.observe() == Plan(), "binding removed from the kernel")
+
+        # 3. Expiry: a binding granted max_lifetime (2 s) that is never renewed goes by itself.
+        events.clear()
+        machine.register(COA, loop.time())
+        driver.poke()
+        await wait_for(lambda: any(isinstance(e, mn.Registered) for e in events), "registered again")
+        registered = next(e for e in events if isinstance(e, mn.Registered))
+        assert registered.lifetime == 2  # capped by max_lifetime (§3.8.3.2)
+        machine.cancel()  # the node goes silent: no renewal
+        driver.poke()
+        await wait_for(lambda: f"binding {HOME} expired" in caplog.text, "expiry", timeout=15)
+        await wait_for(lambda: backend.observe() == Plan(), "expired binding removed from the kernel")
+
+        # 4. Clean stop with a binding in place removes it all.
+        events.clear()
+        machine.register(COA, loop.time())
+        driver.poke()
+        await wait_for(lambda: any(isinstance(e, mn.Registered) for e in events), "registered a third time")
+        await wait_for(lambda: bool(backend.observe().links), "tunnel for the third binding")
+        driver.close()
+        sync.cancel()
+        await daemon.stop()
+        assert backend.observe() == Plan(), backend.observe()
+        assert "stop: removed" in caplog.text
+
+    asyncio.run(main())
+    # One line per binding change, each naming what happened and why.
+    lines = binding_lines(caplog.text)
+    kinds = [line.split(f"binding {HOME} ", 1)[1].split(":")[0] for line in lines]
+    assert kinds == ["added", "removed (deregistered)", "added", "expired", "added"], lines
+    assert all(f"coa {COA}" in line and f"networks {LAN}" in line for line in lines), lines
+
+
+def test_control_only_programs_nothing_and_announces_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        port = free_port(str(HA))
+        arp = ArpRecorder(None)
+        daemon = HomeAgentDaemon(load_home_agent_config(write_config(tmp_path, port)), None, arp)
+        await daemon.start()
+        sync = asyncio.create_task(daemon.run_kernel_sync())
+        machine, driver, events = await mobile_node(port)
+        machine.register(COA, asyncio.get_running_loop().time())
+        driver.poke()
+        await wait_for(lambda: any(isinstance(e, mn.Registered) for e in events), "registered")
+        assert HOME in daemon.logic.bindings()  # bindings are kept ...
+        await asyncio.sleep(0.2)
+        assert arp.calls == []  # ... and nothing goes to the link or the kernel
+        driver.close()
+        sync.cancel()
+        await daemon.stop()
+
+    asyncio.run(main())
