@@ -46,6 +46,7 @@ address = "{HOME_AGENT}"
 home_network = "127.0.0.0/8"
 max_lifetime = 300
 port = {port}
+state_dir = "{tmp}"
 
 [[mobile_node]]
 home_address = "{HOME_ADDRESS}"
@@ -93,8 +94,10 @@ def build_request(
     *,
     home_address: str = HOME_ADDRESS,
     key: bytes = KEY,
+    spi: int = SPI,
     lifetime: int = 120,
     prefixes: tuple[tuple[str, int], ...] = (("10.1.1.0", 24),),
+    extra: bytes = b"",
 ) -> bytes:
     header = bytes(
         MobileIP(type=1)
@@ -114,7 +117,8 @@ def build_request(
         body += struct.pack("!BBBB", 148, 6, 0, length) + socket.inet_aton(prefix)
     # RFC 5944 §3.5.2 MN-HA Authentication: type 32, length 4 + 16, SPI; the authenticator
     # covers everything before it (§3.5.1).
-    body += struct.pack("!BBI", 32, 20, SPI)
+    body += extra
+    body += struct.pack("!BBI", 32, 20, spi)
     return body + hmac.digest(key, body, "md5")
 
 
@@ -130,10 +134,12 @@ def exchange(port: int, datagram: bytes, *, expect_reply: bool = True) -> bytes 
         return data
 
 
-def check_reply(data: bytes, request_identification: int) -> tuple[MobileIPRRP, list[tuple[int, bytes]]]:
+def check_reply(
+    data: bytes, request_identification: int, home_address: str = HOME_ADDRESS
+) -> tuple[MobileIPRRP, list[tuple[int, bytes]]]:
     assert data[0] == 3  # Registration Reply (RFC 5944 §3.4)
     reply = MobileIPRRP(data[1:20])
-    assert reply.homeaddr == HOME_ADDRESS and reply.haaddr == HOME_AGENT
+    assert reply.homeaddr == home_address and reply.haaddr == HOME_AGENT
     # RFC 5944 §5.7.1: the low-order 32 bits are copied from the request.
     assert reply.id & 0xFFFFFFFF == request_identification & 0xFFFFFFFF
     extensions = []
@@ -170,12 +176,16 @@ def test_valid_request_is_accepted_with_nemo_ack(home_agent: tuple[int, Path]) -
 
 
 def test_bad_authenticator_is_denied_131(home_agent: tuple[int, Path]) -> None:
-    port, _ = home_agent
+    port, log = home_agent
     identification = identification_now()
     data = exchange(port, build_request(identification, key=b"wrong key 16byte"))
     assert data is not None
-    reply, _ = check_reply(data, identification)
+    reply, _ = check_reply(data, identification)  # signed with the node's real key
     assert reply.code == 131
+    deadline = time.monotonic() + 5
+    while "denied 131 (mobile node failed authentication)" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
 
 
 def test_replayed_identification_is_denied_133(home_agent: tuple[int, Path]) -> None:
@@ -194,13 +204,48 @@ def test_replayed_identification_is_denied_133(home_agent: tuple[int, Path]) -> 
     assert abs((reply.id >> 32) - (int(time.time()) + NTP_UNIX_OFFSET)) < 30
 
 
+def test_a_replayed_request_is_denied_133(home_agent: tuple[int, Path]) -> None:
+    """The very bytes of an accepted request, sent again after a newer one was accepted: a
+    replay (RFC 5944 §5.7), not a retransmission of the current registration (§3.8.2.2)."""
+    port, log = home_agent
+    old_identification = identification_now()
+    old_request = build_request(old_identification)
+    first = exchange(port, old_request)
+    assert first is not None and check_reply(first, old_identification)[0].code == 0
+    newer_identification = identification_now()
+    newer = exchange(port, build_request(newer_identification))
+    assert newer is not None and check_reply(newer, newer_identification)[0].code == 0
+    data = exchange(port, old_request)
+    assert data is not None
+    reply, _ = check_reply(data, old_identification)
+    assert reply.code == 133
+    deadline = time.monotonic() + 5
+    while "denied 133" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
 def test_unknown_home_address_is_denied(home_agent: tuple[int, Path]) -> None:
     port, _ = home_agent
     identification = identification_now()
     data = exchange(port, build_request(identification, home_address="127.0.0.99"))
     assert data is not None
-    reply = MobileIPRRP(data[1:20])
-    assert reply.code == 129  # administratively prohibited: an authentic node, not our address
+    # Administratively prohibited, signed with the SA the node used: an authentic node that
+    # claims a home address this home agent does not serve (RFC 5944 §3.8.3.2).
+    reply, _ = check_reply(data, identification, home_address="127.0.0.99")
+    assert reply.code == 129
+
+
+def test_unknown_home_address_without_a_security_association_is_silently_discarded(
+        home_agent: tuple[int, Path]) -> None:
+    """RFC 5944 §3.8.2.1 a: no Mobility Security Association -> "MUST silently discard" (a
+    reply could not even be authenticated); the home agent keeps answering its nodes."""
+    port, _ = home_agent
+    stranger = build_request(identification_now(), home_address="127.0.0.99", spi=4242, key=b"another key 16 b")
+    assert exchange(port, stranger, expect_reply=False) is None
+    identification = identification_now()
+    data = exchange(port, build_request(identification))
+    assert data is not None and check_reply(data, identification)[0].code == 0
 
 
 def test_unauthorised_prefix_is_denied(home_agent: tuple[int, Path]) -> None:
@@ -213,10 +258,31 @@ def test_unauthorised_prefix_is_denied(home_agent: tuple[int, Path]) -> None:
     assert [body[1] for kind, body in extensions if kind == 148] == [2]  # MOBNET_UNAUTHORIZED
 
 
+def _valid_then(cut: int | None = None, extra: bytes = b"", overrun: bool = False) -> bytes:
+    request = build_request(identification_now(), extra=extra)
+    if overrun:  # the authentication extension claims more bytes than the datagram holds
+        at = len(request) - 22
+        request = request[:at] + bytes([32, 200]) + request[at + 2 :]
+    return request if cut is None else request[:cut]
+
+
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"\x01", b"\x01" + b"\x00" * 23, b"\x03" * 40, os.urandom(300), b"\x01" * 1400],
-    ids=["empty", "type-only", "zero-header", "reply-type", "random", "oversized"],
+    [
+        b"",
+        b"\x01",
+        b"\x01" + b"\x00" * 23,
+        b"\x03" * 40,
+        os.urandom(300),
+        b"\x01" * 1400,
+        _valid_then(cut=-1),  # authenticator one byte short
+        _valid_then(cut=24 + 3),  # cut inside the Mobile Network Request
+        _valid_then(overrun=True),
+        # RFC 5944 §1.8: an unknown extension of type 0-127 -> silently discarded, even signed.
+        _valid_then(extra=bytes([99, 2, 0, 0])),
+    ],
+    ids=["empty", "type-only", "zero-header", "reply-type", "random", "oversized",
+         "short-authenticator", "cut-extension", "length-overrun", "unknown-critical-extension"],
 )
 def test_malformed_requests_do_not_crash_it(home_agent: tuple[int, Path], garbage: bytes) -> None:
     port, _ = home_agent

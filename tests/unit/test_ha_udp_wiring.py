@@ -36,6 +36,7 @@ address = "127.0.0.1"
 home_network = "127.0.0.0/8"
 port = {port}
 udp_keepalive_interval = 15
+state_dir = "{tmp_path}"
 
 [[mobile_node]]
 home_address = "127.0.0.50"
