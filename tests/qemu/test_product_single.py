@@ -11,11 +11,14 @@ Steps, in order, on one world (each depends on the previous state):
 (b) lan-host reaches the correspondent through the home agent, which sees lan-host's address;
 (c)+(d) a 50 pps UDP stream and a TCP line-echo session survive 3G -> hotspot -> 3G, driven
     only by lab knobs (the router's policy chooses); the gap of each switch is printed; a
-    capture on both uplinks shows nothing but tunnelled packets to the home agent, DHCP, ARP
-    and ICMP probes to the gateways;
+    capture on both uplinks, decoded by tcpdump and by tshark, shows nothing but tunnelled
+    packets to the home agent, registrations with it, DHCP, ARP and ICMP probes to the
+    gateways, and tshark reads the registrations: co-located care-of address (the DHCP lease on
+    wlan0, the IPCP address on ppp0), T bit, explicit NEMO request and acknowledgement;
 (e) the home agent is killed and restarted (bindings lost): the router recovers; the router is
     killed (SIGKILL) and restarted: it reconciles the kernel without duplicates and recovers;
-(f) a router with a wrong key is denied 131, both sides log it, and it backs off;
+(f) a router with a wrong key is denied 131, both sides log it, and it backs off (the
+    requests on the home agent's link come further and further apart);
 (g) behind the operator's NAT (lab knob cell_nat) the router's registration is UDP-tunnelled
     (RFC 3519): the LAN reaches the correspondent through UDP 434 carrying type-4 tunnel data,
     nothing of the LAN is in clear on the cell link, and keepalives flow when idle.
@@ -24,15 +27,19 @@ Steps, in order, on one world (each depends on the previous state):
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from qemu.lab import World, plan
+from qemu.lab import Capture, World, plan
+from qemu.lab.captures import Packet, nesting_layers, record, summary
 from qemu.lab.product import HOME_ADDRESS, WRONG_KEY, Product, RouterOptions
 from qemu.lab.shell import LabError, run, wait_until
 from qemu.lab.testing import module_world
@@ -125,11 +132,83 @@ def allowed_on_uplink(line: str, gateways: set[str]) -> bool:
     return " ICMP echo" in line and bool({source, destination} & gateways)
 
 
+def tcpdump_text(pcap: Path) -> list[str]:
+    """tcpdump's decode of a recorded capture, one line per packet (as `World.capture` has them)."""
+    done = subprocess.run(["tcpdump", "-n", "-r", str(pcap)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        raise LabError(f"tcpdump -r {pcap} failed (rc={done.returncode}):\n{done.stderr}")
+    return [line for line in done.stdout.splitlines() if line[:2].isdigit()]
+
+
+def outside_the_tunnel(packet: Packet, gateways: set[str]) -> bool:
+    """tshark's layers of one uplink frame: True unless it is the tunnel to or from the home
+    agent (an IPv4 header right inside the outer one), a registration with it (UDP 434), DHCP,
+    or an ICMP echo with a gateway. Frames without IPv4 (ARP, IPv6 link-local) are left to the
+    tcpdump pass."""
+    headers = packet.ip_headers
+    if not headers:
+        return False
+    source, destination = headers[0]
+    inside = packet.layers[1] if len(packet.layers) > 1 else ("",)
+    if HA in (source, destination):
+        return not (inside[0] == "ip" or (inside[0] == "udp" and "434" in inside[1:]))
+    if inside[0] == "udp" and set(inside[1:]) <= {"67", "68"}:
+        return False
+    return not (inside[0] == "icmp" and inside[1] in ("0", "8") and bool({source, destination} & gateways))
+
+
+MIP_FIELDS = ("ip.src", "ip.dst", "mip.type", "mip.code", "mip.coa", "mip.t", "mip.d",
+              "mip.ext.mne.subtype", "mip.ext.mne.prefix", "mip.ext.mne.prefix_length", "mip.ext.mne.code")
+
+
+def registrations(pcap: Path) -> list[dict[str, list[str]]]:
+    """Every Mobile IP message in the capture as tshark decodes it (MIP_FIELDS, all occurrences)."""
+    argv = ["tshark", "-n", "-r", str(pcap), "-Y", "mip", "-T", "fields", "-E", "separator=\t",
+            "-E", "occurrence=a", "-E", "aggregator=|"]
+    for name in MIP_FIELDS:
+        argv += ["-e", name]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise LabError(f"tshark failed on {pcap} (rc={done.returncode}):\n{done.stderr}")
+    rows = []
+    for line in done.stdout.splitlines():
+        cells = [*line.split("\t"), *[""] * len(MIP_FIELDS)]
+        rows.append({name: cell.split("|") if cell else [] for name, cell in zip(MIP_FIELDS, cells, strict=False)})
+    return rows
+
+
+def check_registrations(name: str, pcap: Path, care_of: ipaddress.IPv4Network | str) -> str:
+    """The registrations on one uplink, read by tshark: each Request from the uplink's own
+    address names that address as care-of address (co-located, D bit), asks for reverse
+    tunnelling (T bit) and carries the mobile network prefix (explicit NEMO, RFC 5177 §5);
+    at least one Reply accepts it with an explicit acknowledgement. Returns the address."""
+    rows = registrations(pcap)
+    requests = [row for row in rows if row["mip.type"] == ["1"]]
+    replies = [row for row in rows if row["mip.type"] == ["3"]]
+    assert requests, f"{name}: no registration request decoded: {rows}"
+    address = requests[0]["ip.src"][0]
+    wanted = ipaddress.ip_network(care_of)
+    assert ipaddress.ip_address(address) in wanted, f"{name}: request from {address}, not in {wanted}"
+    for row in requests:
+        assert row["ip.src"] == [address] == row["mip.coa"], f"{name}: not a co-located care-of address: {row}"
+        # tshark 4.0 prints booleans as 1, later versions as True.
+        assert row["mip.t"][:1] in (["1"], ["True"]) and row["mip.d"][:1] in (["1"], ["True"]), \
+            f"{name}: T (reverse tunnel) and D (co-located) bits: {row}"
+        assert (row["mip.ext.mne.subtype"], row["mip.ext.mne.prefix"], row["mip.ext.mne.prefix_length"]) == (
+            ["0"], ["10.1.1.0"], ["24"]), f"{name}: not an explicit NEMO request: {row}"
+    assert any(row["ip.dst"] == [address] and row["mip.code"] == ["0"] and row["mip.ext.mne.subtype"] == ["1"]
+               and row["mip.ext.mne.code"] == ["0"] and row["mip.ext.mne.prefix"] == ["10.1.1.0"]
+               for row in replies), f"{name}: no accepting reply with an explicit NEMO ack: {replies}"
+    return address
+
+
 def test_traffic_survives_3g_hotspot_3g_and_stays_in_the_tunnel(
         world: World, product: Product, out_dir: Path) -> None:
     gaps: dict[str, Gap] = {}
+    cell_pcap, wlan_pcap = out_dir / "uplink-ppp0.pcap", out_dir / "uplink-wlan0.pcap"
     with Traffic(world, CORRESPONDENT, rate=RATE) as traffic, \
-            world.capture("router", "ppp0") as on_cell, world.capture("router", "wlan0") as on_wlan:
+            record(world, "router", "ppp0", cell_pcap), record(world, "router", "wlan0", wlan_pcap):
         time.sleep(3)
         # 3G -> hotspot: the hotspot comes into range; the router's policy moves by itself.
         switched = len(re.findall("lan route -> tunnel from", product.router_log()))
@@ -153,6 +232,7 @@ def test_traffic_survives_3g_hotspot_3g_and_stays_in_the_tunnel(
         print(f"switch {what}: largest gap {gap.ms:.0f} ms, {gap.lost} packet(s) lost at {RATE} pps")
         TIMINGS[f"switch {what}: largest UDP gap (s)"] = gap.ms / 1000
     (out_dir / "udp-arrivals.txt").write_text(traffic.arrivals_path.read_text())
+    on_cell, on_wlan = Capture(tcpdump_text(cell_pcap)), Capture(tcpdump_text(wlan_pcap))
     (out_dir / "capture-ppp0.txt").write_text("\n".join(on_cell.lines))
     (out_dir / "capture-wlan0.txt").write_text("\n".join(on_wlan.lines))
     (out_dir / "router.log").write_text(product.router_log(whole=True))
@@ -173,6 +253,27 @@ def test_traffic_survives_3g_hotspot_3g_and_stays_in_the_tunnel(
         clear = [line for line in capture.lines if re.search(r" IP 10\.1\.1\.\d+(\.\d+)? > ", line)
                  and not re.search(rf" > {re.escape(HA)}: IP 10\.1\.1\.", line)]
         assert not clear, f"{name}: LAN addresses in clear:\n" + "\n".join(clear[:20])
+
+    # The same captures through tshark, an independent decoder: every IPv4 frame is the tunnel
+    # or a registration with the home agent (or DHCP / a gateway probe), no outer header
+    # carries a LAN address, and the tunnel carries the LAN host's packets both ways.
+    lan = ipaddress.ip_network(plan.LAN_PREFIX)
+    host = lan_host_address(world)
+    for name, pcap in (("ppp0", cell_pcap), ("wlan0", wlan_pcap)):
+        packets = nesting_layers(pcap)
+        print(f"{name} (tshark):\n{summary(packets)}")
+        bad_packets = [p for p in packets if outside_the_tunnel(p, gateways)]
+        assert not bad_packets, f"{name}: frames outside the tunnel (tshark):\n{summary(bad_packets)}"
+        outer_lan = [p for p in packets if p.ip_headers and any(
+            ipaddress.ip_address(a) in lan for a in p.ip_headers[0])]
+        assert not outer_lan, f"{name}: LAN addresses in an outer header:\n{summary(outer_lan)}"
+        inner = [p.ip_headers[1] for p in packets if len(p.ip_headers) >= 2 and HA in p.ip_headers[0]]
+        assert any(src == host for src, _ in inner) and any(dst == host for _, dst in inner), \
+            f"{name}: the tunnel did not carry lan-host's packets both ways:\n{summary(packets)}"
+    cell_address = check_registrations("ppp0", cell_pcap, f"{plan.CELL_SUBSCRIBER_ADDRESS}/32")  # IPCP
+    wlan_address = check_registrations("wlan0", wlan_pcap, "198.51.100.0/24")  # the hotspot's DHCP
+    print(f"registrations (tshark): co-located care-of addresses {cell_address} (ppp0, IPCP) and "
+          f"{wlan_address} (wlan0, DHCP), T bit, explicit NEMO 10.1.1.0/24 acknowledged")
 
 
 def lan_host_address(world: World) -> str:
@@ -244,18 +345,30 @@ def test_wrong_key_is_denied_131_logged_and_the_router_backs_off(
         world: World, product: Product) -> None:
     product.stop_router()
     product.configure_router(RouterOptions(key=WRONG_KEY))
+    # Any packet to the HA's port 434: tcpdump names some source ports (49152 is decoded as
+    # BCM-LI-SHIM), so the text after the colon is not always "UDP".
+    to_ha = rf" > {re.escape(HA)}\.434: "
     try:
-        product.start_router()
-        # The router cannot authenticate the denial (the keys differ), so it may not act on it
-        # (RFC 5944 §3.6.2.1) but logs the unverified code; the home agent logs its denial.
-        product.wait_router_log("unverified denial 131", timeout=120)
-        product.wait_ha_log("denied 131 (mobile node failed authentication)", timeout=10)
-        first = time.monotonic()
-        with world.capture("outer-ha", "eth0", "udp port 434") as seen:
-            time.sleep(20)
-        # Any packet to the HA's port 434: tcpdump names some source ports (49152 is decoded as
-        # BCM-LI-SHIM), so the text after the colon is not always "UDP".
-        requests = seen.count(rf" > {re.escape(HA)}\.434: ")
+        with world.capture("outer-ha", "eth0", "udp dst port 434") as since_start:
+            product.start_router()
+            # The router cannot authenticate the denial (the keys differ), so it may not act on
+            # it (RFC 5944 §3.6.2.1) but logs the unverified code; the home agent logs its denial.
+            product.wait_router_log("unverified denial 131", timeout=120)
+            product.wait_ha_log("denied 131 (mobile node failed authentication)", timeout=10)
+            first = time.monotonic()
+            with world.capture("outer-ha", "eth0", "udp port 434") as seen:
+                time.sleep(20)
+        requests = seen.count(to_ha)
+        # Back-off, read from the wire: from the first request on, each gap between two
+        # requests is at least about as long as the one before, and the last is several times
+        # the first (a fixed retry interval, however long, would keep the ratio near 1).
+        sent = [_clock_seconds(line) for line in since_start.lines if re.search(to_ha, line)]
+        intervals = [round(b - a, 2) for a, b in itertools.pairwise(sent)]
+        print(f"wrong key: requests on the home agent's link {len(sent)}, intervals {intervals} s")
+        assert len(intervals) >= 3, since_start.lines
+        assert all(b >= 0.75 * a for a, b in itertools.pairwise(intervals)), intervals
+        assert intervals[-1] >= 3 * intervals[0], intervals
+        TIMINGS["wrong key: last / first request interval"] = intervals[-1] / intervals[0]
         denials = product.router_log().count("unverified denial 131")
         print(f"wrong key: {requests} registration request(s) reached the home agent in "
               f"{time.monotonic() - first:.0f} s; router logged {denials} denial(s)")
@@ -270,6 +383,12 @@ def test_wrong_key_is_denied_131_logged_and_the_router_backs_off(
     finally:
         product.stop_router()
         product.configure_router(RouterOptions())
+
+
+def _clock_seconds(line: str) -> float:
+    """Seconds since midnight of a tcpdump line's timestamp (HH:MM:SS.ffffff)."""
+    stamp = datetime.strptime(line.split()[0], "%H:%M:%S.%f")
+    return stamp.hour * 3600 + stamp.minute * 60 + stamp.second + stamp.microsecond / 1e6
 
 
 # -- (g) -------------------------------------------------------------------------------------
