@@ -20,38 +20,21 @@ from __future__ import annotations
 import asyncio
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
 
 from router.config import load_home_agent_config
 from router.ha.daemon import HomeAgentDaemon
 from router.net.plan import RouteType
 from router.policy.coordinator import LanRoute
 from router.uplink import events as ue
-from tests.unit.test_daemon_loopback import KEY, free_port, make_daemon, wait_for
+from tests.unit.test_daemon_loopback import KEY, Firewalled, free_port, make_daemon, wait_for
 
 HOME = IPv4Address("127.0.0.50")
 LAN = IPv4Network("10.1.1.0/24")
 
 
-class Gate:
-    """Between the home agent's socket and its logic: drops requests from addresses not allowed."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.allowed: set[str] | None = None
-        self.dropped = 0
-
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.allowed is not None and addr[0] not in self.allowed:
-            self.dropped += 1
-            return
-        self.inner.receive_datagram(data, addr, now)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-async def start_home_agent(tmp_path: Path, port: int, allowed: str) -> tuple[HomeAgentDaemon, Gate]:
+async def start_home_agent(
+    tmp_path: Path, port: int, allowed: str
+) -> tuple[HomeAgentDaemon, Firewalled]:
     path = tmp_path / "ha.toml"
     path.write_text(f"""[home_agent]
 address = "127.0.0.1"
@@ -69,7 +52,7 @@ mobile_networks = ["{allowed}"]
     daemon = HomeAgentDaemon(load_home_agent_config(path), None)  # --control-only
     await daemon.start()
     assert daemon.driver is not None
-    gate = Gate(daemon.driver.machine)
+    gate = Firewalled(daemon.driver.machine)
     daemon.driver.machine = gate
     return daemon, gate
 
@@ -83,7 +66,9 @@ def test_explicit_nemo_reverse_tunnel_and_colocated_care_of_address(tmp_path: Pa
         router.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
         await wait_for(lambda: HOME in home_agent.logic.bindings())
         binding = home_agent.logic.bindings()[HOME]
-        assert binding.mobile_networks == (LAN,), "not explicit mode: the home agent's table was used"
+        assert binding.mobile_networks == (LAN,), (
+            "not explicit mode: the home agent's table was used"
+        )
         assert binding.reverse_tunnel  # T bit (RFC 3024)
         assert binding.care_of_address == IPv4Address("127.0.0.2") == IPv4Address(binding.source[0])
         assert not binding.udp_tunnel
@@ -93,7 +78,9 @@ def test_explicit_nemo_reverse_tunnel_and_colocated_care_of_address(tmp_path: Pa
     asyncio.run(main())
 
 
-def test_a_new_lease_on_the_active_uplink_re_registers_and_moves_only_on_the_ack(tmp_path: Path) -> None:
+def test_a_new_lease_on_the_active_uplink_re_registers_and_moves_only_on_the_ack(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         port = free_port("127.0.0.1")
         home_agent, gate = await start_home_agent(tmp_path, port, str(LAN))
@@ -111,16 +98,30 @@ def test_a_new_lease_on_the_active_uplink_re_registers_and_moves_only_on_the_ack
         assert router.dataplane().inner is None
         table = [route for route in backend.observe().routes if route.table == 100]
         assert any(route.type == RouteType.UNREACHABLE for route in table), table
-        assert all(route.type != RouteType.UNICAST or route.dev == "br-lan" for route in table), table
+        assert all(route.type != RouteType.UNICAST or route.dev == "br-lan" for route in table), (
+            table
+        )
         assert home_agent.logic.bindings()[HOME].care_of_address == IPv4Address("127.0.0.2")
 
         gate.allowed = None  # the retransmission gets through
-        await wait_for(lambda: home_agent.logic.bindings()[HOME].care_of_address == IPv4Address("127.0.0.3"))
-        await wait_for(lambda: (tunnel := router.dataplane().inner) is not None
-                       and tunnel.local == IPv4Address("127.0.0.3"))
-        await wait_for(lambda: any(
-            route.table == 100 and route.destination == IPv4Network("0.0.0.0/0") and route.dev is not None
-            and route.dev.startswith("mip-") for route in backend.observe().routes))
+        await wait_for(
+            lambda: home_agent.logic.bindings()[HOME].care_of_address == IPv4Address("127.0.0.3")
+        )
+        await wait_for(
+            lambda: (
+                (tunnel := router.dataplane().inner) is not None
+                and tunnel.local == IPv4Address("127.0.0.3")
+            )
+        )
+        await wait_for(
+            lambda: any(
+                route.table == 100
+                and route.destination == IPv4Network("0.0.0.0/0")
+                and route.dev is not None
+                and route.dev.startswith("mip-")
+                for route in backend.observe().routes
+            )
+        )
         await router.stop()
         await home_agent.stop()
 
