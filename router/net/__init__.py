@@ -5,6 +5,7 @@
   `kernel.Pyroute2Backend` speaks netlink (imports pyroute2 lazily, on construction).
 - `adapter.KernelAdapter`: apply / reconcile / teardown.
 - `arp.send_gratuitous_arp`: RFC 5944 §4.6 announcements (raw AF_PACKET socket).
+- `kernel.NeighbourTable`: the ARP cache, read (a node's own MAC when it comes home, §4.6).
 
 A home agent with one away mobile router (composition root builds the backend)::
 

@@ -32,6 +32,7 @@ def gratuitous_arp_frame(
     sender_hardware: bytes,
     address: IPv4Address,
     operation: ArpOperation = ArpOperation.REQUEST,
+    ethernet_source: bytes | None = None,
 ) -> bytes:
     """An Ethernet broadcast frame carrying a gratuitous ARP for `address`.
 
@@ -39,11 +40,20 @@ def gratuitous_arp_frame(
     is the one the cache entry should now hold; in a Reply the target hardware address is
     that address too (in a Request it is unused: zero). Linux updates existing entries from
     either; a Request is also what `arping -U` sends.
+
+    `ethernet_source` (default: `sender_hardware`) is the frame's Ethernet source: the
+    sending interface's own address. It differs from the ARP sender hardware address when
+    the home agent announces a node back home: a frame from the home agent with the node's
+    MAC as Ethernet source would teach the link's switches that the node sits behind the
+    home agent's port.
     """
     if len(sender_hardware) != 6:
         raise ValueError(f"Ethernet hardware address must be 6 bytes, got {len(sender_hardware)}")
+    source = sender_hardware if ethernet_source is None else ethernet_source
+    if len(source) != 6:
+        raise ValueError(f"Ethernet hardware address must be 6 bytes, got {len(source)}")
     target_hardware = sender_hardware if operation == ArpOperation.REPLY else bytes(6)
-    ethernet = BROADCAST + sender_hardware + struct.pack("!H", ETH_P_ARP)
+    ethernet = BROADCAST + source + struct.pack("!H", ETH_P_ARP)
     arp = _ARP.pack(
         ARPHRD_ETHER,
         ETH_P_IP,
@@ -76,13 +86,14 @@ def send_gratuitous_arp(
     """Broadcast one gratuitous ARP for `address` on `ifname`; return the frame sent.
 
     `hardware_address` defaults to the interface's own (the home agent proxying for an
-    away node); pass the node's own address when it has come home.
+    away node); pass the node's own address when it has come home. The Ethernet source is
+    always the interface's own address.
     """
     sock = _packet_socket(netns)
     try:
         sock.bind((ifname, ETH_P_ARP))
         own_hardware: bytes = sock.getsockname()[4]
-        frame = gratuitous_arp_frame(hardware_address or own_hardware, address, operation)
+        frame = gratuitous_arp_frame(hardware_address or own_hardware, address, operation, own_hardware)
         sock.send(frame)
         return frame
     except OSError as error:

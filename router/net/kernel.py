@@ -1,4 +1,5 @@
 """Pyroute2Backend: plans applied to, and read back from, the kernel over rtnetlink.
+NeighbourTable: the ARP cache, read (a node's own MAC, for the home agent's §4.6 announcement).
 
 The only module of the product that imports pyroute2. Every call is synchronous and returns
 once the kernel has acknowledged it; the daemon may run the adapter in a worker thread.
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
+from .arp import parse_mac
 from .backend import BackendError, check_sysctl_key
 from .plan import (
     Address,
@@ -44,6 +46,10 @@ from .plan import (
 
 IFF_UP = 0x1
 NTF_PROXY = 0x08  # include/uapi/linux/neighbour.h
+#: Neighbour states with a usable link-layer address: the kernel's NUD_VALID
+#: (PERMANENT | NOARP | REACHABLE | PROBE | STALE | DELAY, include/net/neighbour.h); not
+#: INCOMPLETE (still asking) or FAILED (nobody answered).
+NUD_VALID = 0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08
 GRE_KEY = 0x2000  # include/uapi/linux/if_tunnel.h (pyroute2 encodes the flags big-endian)
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
@@ -342,6 +348,51 @@ class Pyroute2Backend:
         if rule.fwmask is not None:
             fields["fwmask"] = rule.fwmask
         return fields
+
+
+class NeighbourTable:
+    """The kernel's IPv4 neighbour (ARP) cache, read: which link-layer address answers for an
+    address on an interface (the home agent learns a node's own MAC there when it comes home,
+    RFC 5944 §4.6).
+
+    It has its own netlink socket: the adapter's may be busy in another worker thread, and a
+    synchronous IPRoute serves one call at a time (hence the lock).
+    """
+
+    def __init__(self, netns: str | None = None) -> None:
+        self._ipr = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
+        self._lock = threading.Lock()
+
+    def hardware_address(self, ifname: str, address: IPv4Address) -> bytes | None:
+        """The entry's link-layer address while it is usable (NUD_VALID); None when there is
+        no entry, or it is incomplete or failed. OSError when `ifname` does not exist or the
+        kernel refuses the dump."""
+        with self._lock:
+            try:
+                indices = self._ipr.link_lookup(ifname=ifname)
+                if not indices:
+                    raise OSError(errno.ENODEV, f"neighbour {address}: no interface {ifname}")
+                entries = list(
+                    self._ipr.get_neighbours(family=socket.AF_INET, ifindex=indices[0], dst=str(address))
+                )
+            except NetlinkError as error:
+                raise OSError(error.code, f"neighbour {address} on {ifname}: {error}") from error
+        for entry in entries:
+            lladdr = entry.get("NDA_LLADDR")
+            if (
+                entry.get("NDA_DST") == str(address)
+                and int(entry.get("ifindex", -1)) == indices[0]
+                and int(entry["state"]) & NUD_VALID
+                and lladdr
+            ):
+                try:
+                    return parse_mac(str(lladdr))
+                except ValueError:
+                    return None  # not an Ethernet address (a tunnel's): nothing to announce
+        return None
+
+    def close(self) -> None:
+        self._ipr.close()
 
 
 def _accept_all(_message: object) -> bool:

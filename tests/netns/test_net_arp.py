@@ -151,6 +151,7 @@ def test_gratuitous_arp_reply_for_a_node_back_home_carries_its_own_address(
     frame = next_gratuitous_arp(capture)
     assert struct.unpack("!H", frame[20:22])[0] == ArpOperation.REPLY
     assert frame[22:28] == node_mac and frame[32:38] == node_mac
+    assert frame[6:12] == home.home_agent_mac  # Ethernet source: the sender's own interface
 
 
 def test_proxy_entry_makes_the_home_agent_answer_for_the_away_node(home: HomeNetwork) -> None:

@@ -202,3 +202,28 @@ def test_sysctls_are_set_in_the_namespace_and_nowhere_else(
         assert in_ns(netns, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == value
         assert host.read_text().strip() == host_forwarding
         assert adapter.ensure_sysctls({"net/ipv4/ip_forward": value}) == []
+
+
+def test_neighbour_table_gives_a_usable_entry_only(netns: str) -> None:
+    """The home agent learns a node's own MAC from its ARP cache (RFC 5944 §4.6): an entry
+    with an address (stale counts: the kernel still uses it) gives it; an incomplete entry, a
+    proxy entry or none gives None; an unknown interface is an error, not None."""
+    from router.net.kernel import NeighbourTable
+
+    ip("-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    ip("-n", netns, "link", "set", "eth0", "up")
+    ip("-n", netns, "neigh", "add", "192.0.2.50", "lladdr", "02:00:00:00:00:50", "dev", "eth0", "nud", "stale")
+    ip("-n", netns, "neigh", "add", "192.0.2.51", "dev", "eth0", "nud", "incomplete")
+    ip("-n", netns, "neigh", "add", "proxy", "192.0.2.52", "dev", "eth0")
+    ip("-n", netns, "neigh", "add", "192.0.2.53", "lladdr", "02:00:00:00:00:53", "dev", "eth1", "nud", "permanent")
+    table = NeighbourTable(netns)
+    try:
+        assert table.hardware_address("eth0", A("192.0.2.50")) == bytes.fromhex("020000000050")
+        assert table.hardware_address("eth0", A("192.0.2.51")) is None
+        assert table.hardware_address("eth0", A("192.0.2.52")) is None
+        assert table.hardware_address("eth0", A("192.0.2.53")) is None  # on another interface
+        assert table.hardware_address("eth1", A("192.0.2.53")) == bytes.fromhex("020000000053")
+        with pytest.raises(OSError, match="no interface eth9"):
+            table.hardware_address("eth9", A("192.0.2.50"))
+    finally:
+        table.close()

@@ -29,6 +29,20 @@ def test_reply_frame_repeats_the_hardware_address_as_target() -> None:
     assert len(frame) == 42
 
 
+def test_frame_for_a_node_back_home_comes_from_the_home_agent() -> None:
+    """§4.6: the ARP sender hardware address is the node's; the Ethernet source stays the
+    sending interface's own (a switch must not learn the node's MAC on our port)."""
+    node = bytes.fromhex("020000000050")
+    rows = [
+        "ffffffffffff 020000000001 0806",  # Ethernet: broadcast, from the home agent, ARP
+        "0001 0800 06 04 0001",
+        "020000000050 0a0a0032",  # sender: the node's own MAC and home address
+        "000000000000 0a0a0032",
+    ]
+    frame = gratuitous_arp_frame(node, HOME_ADDRESS, ethernet_source=HOME_AGENT_MAC)
+    assert frame == bytes.fromhex(" ".join(rows))
+
+
 def test_wrong_hardware_address_length_is_refused() -> None:
     with pytest.raises(ValueError, match="must be 6 bytes, got 5"):
         gratuitous_arp_frame(b"\x02\x00\x00\x00\x01", HOME_ADDRESS)
