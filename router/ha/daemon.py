@@ -49,10 +49,11 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any, Protocol
 
 from router.config import ConfigError, HomeAgentConfig, load_home_agent_config
 from router.drive import MachineDriver, open_driver, udp_socket
@@ -112,9 +113,15 @@ def logic_config(config: HomeAgentConfig, *, clock_offset: float, udp_tunnelling
     )
 
 
-def _moves_the_kernel(event: ha.BindingEvent) -> bool:
-    """A new binding or a new care-of address: the node will use it when the Reply arrives."""
-    if isinstance(event, ha.BindingAdded):
+def _reply_waits_for_kernel(event: ha.BindingEvent) -> bool:
+    """Whether the Reply that caused `event` leaves only once the kernel applied it.
+
+    A new binding or a new care-of address: the node will use it when the Reply arrives. A
+    removal: until it is applied, the binding's host route sends the Reply for a node back
+    home into the tunnel to its old care-of address (RFC 5944 §4.6 wants proxy ARP stopped,
+    and the node reached on the home link, once the deregistration is accepted).
+    """
+    if isinstance(event, (ha.BindingAdded, ha.BindingRemoved)):
         return True
     return isinstance(event, ha.BindingRenewed) and event.previous_care_of_address != event.binding.care_of_address
 
@@ -135,7 +142,7 @@ def describe(event: ha.BindingEvent) -> str:
             return f"binding {b.home_address} moved {event.previous_care_of_address} -> {b.care_of_address}: {tail}"
         return f"binding {b.home_address} renewed: {tail}"
     if isinstance(event, ha.BindingRemoved):
-        return f"binding {b.home_address} removed ({event.reason}): {tail}"
+        return f"binding {b.home_address} removed ({event.reason}{', back home' if event.at_home else ''}): {tail}"
     return f"binding {b.home_address} expired: {tail}"
 
 
@@ -176,7 +183,9 @@ class LoggingLogic:
         self.hold_for: Callable[[ha.BindingEvent], bool] | None = None
         #: Replies wait while True: a Reply for a new or moved binding leaves only once the
         #: kernel tunnels to and decapsulates from its care-of address, because the node
-        #: moves its traffic when the Reply arrives (make-before-break). ``release()`` ends it.
+        #: moves its traffic when the Reply arrives (make-before-break); a Reply for a
+        #: removal once the binding's routes are gone (a node back home is answered on the
+        #: home link, not through the tunnel). ``release()`` ends it.
         self.holding = False
         self._held: list[tuple[bytes, tuple[str, int]]] = []
         self._events: list[ha.BindingEvent] = []
@@ -235,15 +244,29 @@ class LoggingLogic:
         return self._events.pop(0) if self._events else None
 
 
+class GratuitousArp(Protocol):
+    """Broadcasts one gratuitous ARP for `address` on `ifname` (router.net.arp): with the
+    interface's own hardware address, or `hardware_address` (a node back home)."""
+
+    def __call__(self, ifname: str, address: IPv4Address, hardware_address: bytes | None = None) -> None: ...
+
+
+#: (interface, address) -> the link-layer address the kernel's neighbour table holds for it,
+#: None if none (router.net.kernel.NeighbourTable.hardware_address); OSError on failure.
+NeighbourLookup = Callable[[str, IPv4Address], bytes | None]
+
+
 @dataclass
 class HomeAgentDaemon:
     config: HomeAgentConfig
     adapter: KernelAdapter | None  # None = --control-only
-    gratuitous_arp: Callable[[str, IPv4Address], None] | None = None
+    gratuitous_arp: GratuitousArp | None = None
     logic: ha.HomeAgentLogic = field(init=False)
     driver: MachineDriver | None = field(init=False, default=None)
     _plan_dirty: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _announce: list[IPv4Address] = field(init=False, default_factory=list)
+    #: Home addresses whose node deregistered from home (§4.6): announced with its own MAC.
+    _returned: list[IPv4Address] = field(init=False, default_factory=list)
     #: home address -> (care-of address it moved away from, until when it is still accepted)
     _previous: dict[IPv4Address, tuple[IPv4Address, float]] = field(init=False, default_factory=dict)
     move_grace: float = 3.0
@@ -257,6 +280,10 @@ class HomeAgentDaemon:
     reply_hold_limit: float = 1.0
     #: Opens the RFC 3519 TUN (fd); None: no UDP data path (control only, or tests).
     open_udp_tun: Callable[[], int] | None = None
+    #: Reads a node's own MAC off the home interface when it comes home (§4.6).
+    neighbour_lookup: NeighbourLookup | None = None
+    #: How long a node back home may take to appear in the neighbour table.
+    neighbour_wait: float = 1.0
     tunnel: HomeAgentTunnel | None = field(init=False, default=None)
 
     _persist_failed: bool = field(init=False, default=False)
@@ -349,7 +376,7 @@ class HomeAgentDaemon:
     def _logging_logic(self) -> LoggingLogic:
         wrapper = LoggingLogic(self.logic, self.extend_replay_lease, self._clock_offset)
         if self.adapter is not None:
-            wrapper.hold_for = _moves_the_kernel
+            wrapper.hold_for = _reply_waits_for_kernel
         self._wrapper = wrapper
         return wrapper
 
@@ -450,7 +477,9 @@ class HomeAgentDaemon:
         elif isinstance(event, (ha.BindingRemoved, ha.BindingExpired)):
             self._previous.pop(event.binding.home_address, None)
             self._slots.pop(event.binding.home_address, None)
-        if self.adapter is not None and _moves_the_kernel(event):
+        if isinstance(event, ha.BindingRemoved) and event.at_home:
+            self._returned.append(event.binding.home_address)
+        if self.adapter is not None and _reply_waits_for_kernel(event):
             self._kernel_wanted += 1
             asyncio.get_running_loop().call_later(self.reply_hold_limit, self._release_replies)
         if isinstance(event, ha.BindingAdded) or (
@@ -466,7 +495,11 @@ class HomeAgentDaemon:
             self._plan_dirty.clear()
             if self.adapter is None:
                 self._announce.clear()
+                self._returned.clear()
                 continue
+            # What this apply covers: events that arrive while it runs wait for the next one.
+            announce, self._announce = self._announce, []
+            returned, self._returned = self._returned, []
             now = asyncio.get_running_loop().time()
             self._previous = {home: (old, until) for home, (old, until) in self._previous.items() if until > now}
             previous = {home: old for home, (old, _) in self._previous.items()}
@@ -486,18 +519,26 @@ class HomeAgentDaemon:
             except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
                 log.error("kernel plan not applied: %s", exc)
                 self._release_replies()  # the node retries; silence would not help it
+                self._announce[:0], self._returned[:0] = announce, returned
                 await asyncio.sleep(1.0)
                 self._plan_dirty.set()
                 continue
             self._kernel_done = max(self._kernel_done, target)
             if self._kernel_done >= self._kernel_wanted:
                 self._release_replies()
-            announce, self._announce = self._announce, []
-            if announce and self.gratuitous_arp is not None and self.config.home_interface is not None:
-                # In parallel with the Replies and the next applies (§4.6), not in their way.
-                task = asyncio.ensure_future(self._announce_bindings(self.config.home_interface, announce))
-                self._arp_tasks.add(task)
-                task.add_done_callback(self._arp_tasks.discard)
+            ifname = self.config.home_interface
+            if self.gratuitous_arp is None or ifname is None:
+                continue
+            # In parallel with the Replies and the next applies (§4.6), not in their way.
+            if announce:
+                self._arp_task(self._announce_bindings(ifname, announce))
+            for address in returned:  # proxy ARP for it is gone now (§4.6 order)
+                self._arp_task(self._announce_return(ifname, address))
+
+    def _arp_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._arp_tasks.add(task)
+        task.add_done_callback(self._arp_tasks.discard)
 
     async def _announce_bindings(self, ifname: str, addresses: list[IPv4Address]) -> None:
         """RFC 5944 §4.6: once proxying for a newly bound home address has started, broadcast a
@@ -518,6 +559,54 @@ class HomeAgentDaemon:
                 except OSError as exc:
                     log.warning("gratuitous ARP for %s failed: %s", address, exc)
                     pending.remove(address)
+
+    async def _announce_return(self, ifname: str, address: IPv4Address) -> None:
+        """RFC 5944 §4.6, a node back home: after accepting its deregistration the home agent
+        "stops using proxy ARP ... and then performs a gratuitous ARP on behalf of the mobile
+        node" whose sender hardware address is the node's own, retransmitted like the one for
+        a new binding, in parallel with the Reply.
+
+        The node's MAC comes from our neighbour table on the home interface: the node ARPs
+        for us before sending its Request, and our Reply (now routed on the home link)
+        makes the kernel resolve it. It is polled for up to ``neighbour_wait`` seconds; if it
+        never appears, nothing is sent (any MAC we guessed could only be wrong).
+        """
+        assert self.gratuitous_arp is not None
+        if self.neighbour_lookup is None:
+            log.warning("node %s back home: no neighbour table to learn its link-layer address from; "
+                        "no gratuitous ARP on its behalf (RFC 5944 §4.6)", address)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.neighbour_wait
+        while True:
+            if address in self.logic.bindings():
+                return  # registered away again: we proxy for it again, nothing to announce
+            try:
+                hardware = await asyncio.to_thread(self.neighbour_lookup, ifname, address)
+            except OSError as exc:
+                log.warning("node %s back home: neighbour lookup on %s failed: %s; no gratuitous ARP",
+                            address, ifname, exc)
+                return
+            if hardware is not None or loop.time() >= deadline:
+                break
+            await asyncio.sleep(NEIGHBOUR_POLL_S)
+        if hardware is None:
+            log.warning("node %s back home: no link-layer address for it on %s within %.1f s; "
+                        "no gratuitous ARP on its behalf (RFC 5944 §4.6)", address, ifname, self.neighbour_wait)
+            return
+        mac = ":".join(f"{b:02x}" for b in hardware)
+        log.info("node %s back home at %s on %s: gratuitous ARP x%d with its address (RFC 5944 §4.6)",
+                 address, mac, ifname, GRATUITOUS_ARP_COUNT)
+        for attempt in range(GRATUITOUS_ARP_COUNT):
+            if attempt:
+                await asyncio.sleep(GRATUITOUS_ARP_INTERVAL_S)
+            if address in self.logic.bindings():
+                return  # registered away again meanwhile: stop announcing it at home
+            try:
+                await asyncio.to_thread(self.gratuitous_arp, ifname, address, hardware)
+            except OSError as exc:
+                log.warning("gratuitous ARP for %s (back home) failed: %s", address, exc)
+                return
 
     async def _verify_kernel(self) -> None:
         """Read the kernel back once binding changes settle; apply what still differs."""
@@ -562,10 +651,13 @@ RESTART_SETTINGS = ("address", "home_network", "port", "home_interface", "udp_tu
 
 VERIFY_DELAY_S = 1.0  # quiet time before the kernel is read back after binding changes
 
-#: RFC 5944 §4.6: the gratuitous ARP for a new binding "SHOULD be retransmitted a small number
-#: of times": three, a fraction of a second apart (the router announces itself the same way).
+#: RFC 5944 §4.6: the gratuitous ARP for a new binding, or for a node back home, "SHOULD be
+#: retransmitted a small number of times": three, a fraction of a second apart (the router
+#: announces itself the same way).
 GRATUITOUS_ARP_COUNT = 3
 GRATUITOUS_ARP_INTERVAL_S = 0.2
+#: How often the neighbour table is read while waiting for a node back home to appear in it.
+NEIGHBOUR_POLL_S = 0.05
 
 #: Seconds of acceptances a lease write covers, and when it is renewed (time left).
 LEASE_S = 2.0
@@ -620,6 +712,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
     adapter = None
     arp = None
+    neighbours = None
     open_udp_tun: Callable[[], int] | None = None
     if not args.control_only:
         if args.netns is None:
@@ -628,15 +721,17 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
             log.warning("--netns: no RFC 3519 data path (the TUN would live in our namespace); udp tunnelling refused")
 
         from router.net.arp import send_gratuitous_arp
-        from router.net.kernel import Pyroute2Backend
+        from router.net.kernel import NeighbourTable, Pyroute2Backend
 
         # pyroute2's synchronous IPRoute runs its own event loop: build and use it off ours.
         adapter = KernelAdapter(await asyncio.to_thread(Pyroute2Backend, HA_OWNERSHIP, args.netns))
+        neighbours = await asyncio.to_thread(NeighbourTable, args.netns)
 
-        def arp(ifname: str, address: IPv4Address) -> None:
-            send_gratuitous_arp(ifname, address, netns=args.netns)
+        def arp(ifname: str, address: IPv4Address, hardware_address: bytes | None = None) -> None:
+            send_gratuitous_arp(ifname, address, hardware_address=hardware_address, netns=args.netns)
 
-    daemon = HomeAgentDaemon(config, adapter, arp, open_udp_tun=open_udp_tun)
+    daemon = HomeAgentDaemon(config, adapter, arp, open_udp_tun=open_udp_tun,
+                             neighbour_lookup=neighbours.hardware_address if neighbours is not None else None)
     stop = shutdown_event(log)
     await daemon.start()
     reload_signal(log, lambda: daemon.reload_from(args.config))
@@ -646,6 +741,8 @@ async def serve(args: argparse.Namespace, config: HomeAgentConfig) -> None:
     finally:
         sync.cancel()
         await asyncio.wait_for(daemon.stop(), 10)
+        if neighbours is not None:
+            await asyncio.to_thread(neighbours.close)
 
 
 def main(argv: list[str] | None = None) -> int:

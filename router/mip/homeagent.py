@@ -191,8 +191,12 @@ class BindingRenewed:
 
 @dataclass(frozen=True, slots=True)
 class BindingRemoved:
+    """``at_home``: the node deregistered from its home network (§4.6: the home agent then
+    stops proxy ARP and announces the node's own link-layer address); see ``_deregister``."""
+
     binding: Binding
     reason: str
+    at_home: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,7 +648,15 @@ class HomeAgentLogic:
             in (current.care_of_address, current.requested_care_of_address)
         ):
             del self._bindings[request.home_address]
-            self._events.append(BindingRemoved(current, "deregistered"))
+            # Back home (§3.6.1.2 "deregister all care-of addresses ... upon returning home"):
+            # the Care-of Address is the home address and, with no co-located care-of address
+            # to send from, the IP source is the home address too (§3.6.1.1). From elsewhere
+            # the same deregistration comes from a care-of (or foreign agent's) address.
+            at_home = (
+                request.care_of_address == request.home_address
+                and addr[0] == str(request.home_address)
+            )
+            self._events.append(BindingRemoved(current, "deregistered", at_home))
             self._count("removed")
         self._count("deregistrations")
         identification = node.replay[sa.spi].reply_identification(request.identification, True, now)

@@ -7,6 +7,12 @@ and an expiry each remove everything of the binding; each change is one log line
 reason; a clean stop leaves nothing of ours. With no adapter (``--control-only``) nothing
 is programmed and nothing is announced. A real registration machine (router.mip) is the
 mobile node; the kernel is ``FakeBackend``.
+
+A node back home (RFC 5944 §4.6, last list): its deregistration (care-of address = home
+address, sent from the home address) is answered only once the kernel removed the binding
+(proxy ARP stopped, no host route into the tunnel), then a few gratuitous ARPs carry the
+node's own MAC, read from the (fake) neighbour table; no MAC learnt: a warning and no ARP;
+a rejected deregistration changes nothing about ARP.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from router.mip.homeagent import Binding
 from router.mip.identification import NTP_UNIX_OFFSET
 from router.net import FakeBackend, KernelAdapter, Plan
 from router.net.plan import ProxyArp
+from tests.unit.test_ha_reply_after_kernel import GatedAdapter
 from tests.unit.test_ha_udp_wiring import KEY, free_port
 
 HA = IPv4Address("127.0.0.1")
@@ -63,14 +70,30 @@ mobile_networks = ["{LAN}"]
 
 @dataclass
 class ArpRecorder:
-    """Stands in for send_gratuitous_arp; notes whether the kernel proxied at that moment."""
+    """Stands in for send_gratuitous_arp; notes the hardware address asked for (None: the
+    interface's own) and whether the kernel proxied at that moment."""
 
     backend: FakeBackend | None
-    calls: list[tuple[str, IPv4Address, bool]] = field(default_factory=list)
+    calls: list[tuple[str, IPv4Address, bytes | None, bool]] = field(default_factory=list)
 
-    def __call__(self, ifname: str, address: IPv4Address) -> None:
+    def __call__(self, ifname: str, address: IPv4Address, hardware_address: bytes | None = None) -> None:
         proxied = self.backend is not None and ProxyArp(ifname, address) in self.backend.observe().proxy_arp
-        self.calls.append((ifname, address, proxied))
+        self.calls.append((ifname, address, hardware_address, proxied))
+
+
+@dataclass
+class FakeNeighbours:
+    """Stands in for router.net.kernel.NeighbourTable: what the kernel's ARP cache holds."""
+
+    entries: dict[tuple[str, IPv4Address], bytes] = field(default_factory=dict)
+    lookups: int = 0
+
+    def __call__(self, ifname: str, address: IPv4Address) -> bytes | None:
+        self.lookups += 1
+        return self.entries.get((ifname, address))
+
+
+NODE_MAC = bytes.fromhex("020000000050")
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -81,18 +104,19 @@ async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10
         await asyncio.sleep(0.01)
 
 
-async def mobile_node(port: int) -> tuple[mn.RegistrationMachine, MachineDriver, list[object]]:
+async def mobile_node(port: int, source: IPv4Address = COA, key: str = KEY,
+                      ) -> tuple[mn.RegistrationMachine, MachineDriver, list[object]]:
     loop = asyncio.get_running_loop()
     events: list[object] = []
     machine = mn.RegistrationMachine(mn.MobileNodeConfig(
         home_address=HOME,
         home_agent=HA,
-        security_association=SecurityAssociation(256, AuthAlgorithm.HMAC_MD5, bytes.fromhex(KEY)),
+        security_association=SecurityAssociation(256, AuthAlgorithm.HMAC_MD5, bytes.fromhex(key)),
         mobile_networks=(LAN,),
         home_agent_port=port,
         clock_offset=time.time() - loop.time() + NTP_UNIX_OFFSET,
     ))
-    driver = await open_driver(machine, events.append, udp_socket(str(COA)))
+    driver = await open_driver(machine, events.append, udp_socket(str(source)))
     return machine, driver, events
 
 
@@ -149,14 +173,17 @@ def test_start_reconciles_bindings_program_and_announce_removal_and_stop_clean_u
         assert kernel.proxy_arp == frozenset({ProxyArp(HOME_INTERFACE, HOME)})
         await wait_for(lambda: len(arp.calls) >= ha_daemon.GRATUITOUS_ARP_COUNT, "gratuitous ARPs")
         await asyncio.sleep(0.1)
-        assert arp.calls == [(HOME_INTERFACE, HOME, True)] * ha_daemon.GRATUITOUS_ARP_COUNT
+        assert arp.calls == [(HOME_INTERFACE, HOME, None, True)] * ha_daemon.GRATUITOUS_ARP_COUNT
         assert ha_daemon.GRATUITOUS_ARP_COUNT > 1  # §4.6: "retransmitted a small number of times"
 
-        # 2. Deregistration (care-of address = home address: "all bindings", §3.6.1.2).
+        # 2. Deregistration (care-of address = home address: "all bindings", §3.6.1.2), sent
+        #    from away (the care-of address): not a return home, so no ARP on its behalf.
         machine.deregister(loop.time())
         driver.poke()
         await wait_for(lambda: any(isinstance(e, mn.Deregistered) for e in events), "deregistered")
         await wait_for(lambda: backend.observe() == Plan(), "binding removed from the kernel")
+        await asyncio.sleep(0.1)
+        assert len(arp.calls) == ha_daemon.GRATUITOUS_ARP_COUNT
 
         # 3. Expiry: a binding granted max_lifetime (2 s) that is never renewed goes by itself.
         events.clear()
@@ -204,6 +231,139 @@ def test_control_only_programs_nothing_and_announces_nothing(tmp_path: Path) -> 
         assert HOME in daemon.logic.bindings()  # bindings are kept ...
         await asyncio.sleep(0.2)
         assert arp.calls == []  # ... and nothing goes to the link or the kernel
+        driver.close()
+        sync.cancel()
+        await daemon.stop()
+
+    asyncio.run(main())
+
+
+async def start_gated(tmp_path: Path, arp: ArpRecorder, neighbours: FakeNeighbours | None,
+                      ) -> tuple[HomeAgentDaemon, GatedAdapter, FakeBackend, int, asyncio.Task[None]]:
+    port = free_port(str(HA))
+    backend = FakeBackend(HA_OWNERSHIP, foreign_links=[HOME_INTERFACE])
+    arp.backend = backend
+    adapter = GatedAdapter(backend)
+    daemon = HomeAgentDaemon(load_home_agent_config(write_config(tmp_path, port)), adapter, arp,
+                             neighbour_lookup=neighbours)
+    await daemon.start()
+    return daemon, adapter, backend, port, asyncio.create_task(daemon.run_kernel_sync())
+
+
+async def register_away(port: int, arp: ArpRecorder) -> tuple[mn.RegistrationMachine, MachineDriver, list[object]]:
+    machine, driver, events = await mobile_node(port)
+    machine.register(COA, asyncio.get_running_loop().time())
+    driver.poke()
+    await wait_for(lambda: any(isinstance(e, mn.Registered) for e in events), "registered")
+    await wait_for(lambda: len(arp.calls) == ha_daemon.GRATUITOUS_ARP_COUNT, "gratuitous ARPs for the new binding")
+    return machine, driver, events
+
+
+async def come_home(machine: mn.RegistrationMachine, driver: MachineDriver, port: int, events: list[object],
+                    ) -> MachineDriver:
+    """The node is back on the home link: it deregisters from its home address (§3.6.1.1)."""
+    driver.close()
+    at_home = await open_driver(machine, events.append, udp_socket(str(HOME)))
+    machine.deregister(asyncio.get_running_loop().time())  # care-of address = home address
+    at_home.poke()
+    return at_home
+
+
+def deregistered(events: list[object]) -> bool:
+    return any(isinstance(e, mn.Deregistered) for e in events)
+
+
+def test_node_back_home_is_answered_after_the_removal_then_announced_with_its_own_mac(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.INFO, logger="router.ha")
+    monkeypatch.setattr(ha_daemon, "GRATUITOUS_ARP_INTERVAL_S", 0.01)
+
+    async def main() -> None:
+        arp, neighbours = ArpRecorder(None), FakeNeighbours()
+        daemon, adapter, backend, port, sync = await start_gated(tmp_path, arp, neighbours)
+        machine, driver, events = await register_away(port, arp)
+        assert ProxyArp(HOME_INTERFACE, HOME) in backend.observe().proxy_arp
+
+        adapter.gate.clear()  # a slow kernel: the removal is not applied yet
+        driver = await come_home(machine, driver, port, events)
+        await wait_for(lambda: f"binding {HOME} removed (deregistered, back home)" in caplog.text, "removal")
+        await asyncio.sleep(0.3)
+        # Held: until the kernel drops the host route, the Reply would enter the tunnel.
+        assert not deregistered(events), "replied before the kernel removed the binding"
+        assert ProxyArp(HOME_INTERFACE, HOME) in backend.observe().proxy_arp
+        assert len(arp.calls) == ha_daemon.GRATUITOUS_ARP_COUNT  # nothing announced yet
+        adapter.gate.set()
+        await wait_for(lambda: deregistered(events), "deregistration reply after the kernel applied")
+        assert backend.observe() == Plan()
+        # The Reply made the kernel resolve the node on the home link: now it knows the MAC.
+        neighbours.entries[(HOME_INTERFACE, HOME)] = NODE_MAC
+        await wait_for(lambda: len(arp.calls) == 2 * ha_daemon.GRATUITOUS_ARP_COUNT, "ARPs for the node back home")
+        await asyncio.sleep(0.1)
+        back_home = arp.calls[ha_daemon.GRATUITOUS_ARP_COUNT:]
+        # Sender hardware = the node's own MAC; sent after proxy ARP stopped (§4.6 order).
+        assert back_home == [(HOME_INTERFACE, HOME, NODE_MAC, False)] * ha_daemon.GRATUITOUS_ARP_COUNT
+        assert ha_daemon.GRATUITOUS_ARP_COUNT == 3
+        assert neighbours.lookups >= 1
+        assert "node 127.0.0.50 back home at 02:00:00:00:00:50 on eth0" in caplog.text
+        driver.close()
+        sync.cancel()
+        await daemon.stop()
+
+    asyncio.run(main())
+
+
+def test_the_hold_for_a_removal_is_bounded_and_no_mac_means_no_arp(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A kernel that never applies does not mute the home agent: the Reply leaves after
+    ``reply_hold_limit``. A node whose MAC never shows up: a warning, no ARP with any MAC."""
+    caplog.set_level(logging.INFO, logger="router.ha")
+
+    async def main() -> None:
+        arp, neighbours = ArpRecorder(None), FakeNeighbours()
+        daemon, adapter, backend, port, sync = await start_gated(tmp_path, arp, neighbours)
+        daemon.reply_hold_limit = 0.3
+        daemon.neighbour_wait = 0.2
+        machine, driver, events = await register_away(port, arp)
+        adapter.gate.clear()
+        driver = await come_home(machine, driver, port, events)
+        await wait_for(lambda: deregistered(events), "reply released by the bound")
+        assert ProxyArp(HOME_INTERFACE, HOME) in backend.observe().proxy_arp  # still not applied
+        adapter.gate.set()
+        await wait_for(lambda: backend.observe() == Plan(), "removal applied")
+        await wait_for(lambda: "no link-layer address for it on eth0" in caplog.text, "warning")
+        assert neighbours.lookups >= 2  # polled, not asked once
+        await asyncio.sleep(0.1)
+        assert len(arp.calls) == ha_daemon.GRATUITOUS_ARP_COUNT  # only the new binding's
+        driver.close()
+        sync.cancel()
+        await daemon.stop()
+
+    asyncio.run(main())
+
+
+def test_a_rejected_deregistration_from_home_changes_nothing_about_arp(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """§4.6: "If, instead, the home agent rejects the Registration Request, the home agent
+    MUST NOT make any change to the way it performs ARP processing"."""
+    caplog.set_level(logging.INFO, logger="router.ha")
+
+    async def main() -> None:
+        arp, neighbours = ArpRecorder(None), FakeNeighbours({(HOME_INTERFACE, HOME): NODE_MAC})
+        daemon, _adapter, backend, port, sync = await start_gated(tmp_path, arp, neighbours)
+        _machine, driver, _events = await register_away(port, arp)
+        kernel = backend.observe()
+        # The same node's deregistration from home under a wrong key: 131 (§3.8.2.1).
+        forger, forged, _ = await mobile_node(port, source=HOME, key="ff" * 16)
+        forger.deregister(asyncio.get_running_loop().time())
+        forged.poke()
+        await wait_for(lambda: daemon.logic.counters.get("denied_131", 0) == 1, "denied 131")
+        await asyncio.sleep(0.3)
+        assert HOME in daemon.logic.bindings()
+        assert backend.observe() == kernel  # proxy ARP, tunnel and routes as they were
+        assert ProxyArp(HOME_INTERFACE, HOME) in kernel.proxy_arp
+        assert len(arp.calls) == ha_daemon.GRATUITOUS_ARP_COUNT and neighbours.lookups == 0
+        assert "back home" not in caplog.text
+        forged.close()
         driver.close()
         sync.cancel()
         await daemon.stop()

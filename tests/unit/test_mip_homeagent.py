@@ -206,6 +206,25 @@ def test_deregistration_all_and_specific() -> None:
     assert isinstance(events(ha)[-1], BindingRemoved)
 
 
+def test_deregistration_says_whether_the_node_is_back_home() -> None:
+    """§4.6 needs to know: a node back home deregisters all bindings (CoA = home address)
+    from its home address (§3.6.1.1); the same request from a care-of address, or a
+    deregistration of one care-of address, is not a return home."""
+    cases = [
+        (HOME, (str(HOME), 434), True),
+        (HOME, SOURCE, False),  # all bindings, but sent from away (the router when inside)
+        (COA, (str(HOME), 434), False),  # only this care-of address
+    ]
+    for care_of, source, at_home in cases:
+        ha = home_agent()
+        ha.receive_datagram(request(0.0), SOURCE, 0.0)
+        events(ha)
+        ha.receive_datagram(request(1.0, lifetime=0, care_of=care_of), source, 1.0)
+        (removed,) = events(ha)
+        assert isinstance(removed, BindingRemoved) and removed.reason == "deregistered"
+        assert removed.at_home is at_home, (care_of, source)
+
+
 def test_implicit_mode_uses_prefix_table() -> None:
     ha = home_agent()
     ha.receive_datagram(request(extensions=()), SOURCE, 0.0)
