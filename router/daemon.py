@@ -765,11 +765,15 @@ class RouterDaemon:
                 self._feed(co.OuterDenied(None))
                 return
             if intent.at_home:
-                # RFC 5944 §3.6.1.2: at home, care-of address = home address, sent from it.
-                await self.outer.deregister(self.config.outer.home_address, self.config.outer.home_address)
                 # §4.6: back home, announce T with our own MAC so the home link (the VPN
-                # gateway among them) stops sending T's packets to the home agent's proxy.
-                await self._announce_home(info.config.interface, self.config.outer.home_address)
+                # gateway among them) stops sending T's packets to the home agent's proxy:
+                # "before transmitting the (de)Registration Request"; the retransmissions
+                # "SHOULD proceed in parallel" with it (a task: cancelled on stop).
+                home, ifname = self.config.outer.home_address, info.config.interface
+                if await self._announce_home(ifname, home):
+                    self.spawn(self._announce_home(ifname, home, count=2, wait_first=True), "announce-home")
+                # RFC 5944 §3.6.1.2: at home, care-of address = home address, sent from it.
+                await self.outer.deregister(home, home)
             else:
                 await self.outer.deregister(info.address)
         elif isinstance(intent, co.BringVpnUp):
@@ -797,18 +801,22 @@ class RouterDaemon:
         elif isinstance(intent, co.RecordContext):
             self._record_context(intent)
 
-    async def _announce_home(self, ifname: str, address: IPv4Address) -> None:
+    async def _announce_home(self, ifname: str, address: IPv4Address, count: int = 1, wait_first: bool = False) -> bool:
+        """`count` gratuitous ARPs for `address` with our own MAC, 0.1 s apart (and 0.1 s
+        before the first with `wait_first`); False when one could not be sent."""
         if self.adapter is None:
-            return
+            return False
         from router.net.arp import send_gratuitous_arp
 
-        for _ in range(3):
+        for attempt in range(count):
+            if attempt or wait_first:
+                await asyncio.sleep(0.1)
             try:
                 await asyncio.to_thread(send_gratuitous_arp, ifname, address)
             except OSError as exc:
                 log.warning("gratuitous ARP for %s on %s: %s", address, ifname, exc)
-                return
-            await asyncio.sleep(0.1)
+                return False
+        return True
 
     async def _vpn_up(self) -> None:
         if self.vpn is None:

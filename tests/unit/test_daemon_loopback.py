@@ -457,3 +457,54 @@ def test_a_registration_exchange_is_a_free_health_probe_of_its_uplink(tmp_path: 
         await daemon.stop()
 
     asyncio.run(main())
+
+
+def test_dual_system_back_at_the_outer_home_announces_t_before_the_deregistration(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """RFC 5944 §4.6, the node's side: "Before transmitting the (de)Registration Request ...
+    the mobile node MUST transmit this gratuitous ARP"; its retransmissions "SHOULD proceed in
+    parallel" with the deregistration, so the first ARP precedes the request and the repeats
+    follow it. Each ARP names T with our own MAC (no hardware address given)."""
+    import router.net.arp
+
+    order: list[str] = []
+    sent: list[tuple[str, IPv4Address, dict[str, Any]]] = []
+
+    def fake_arp(ifname: str, address: IPv4Address, **kwargs: Any) -> bytes:
+        order.append("arp")
+        sent.append((ifname, address, kwargs))
+        return b""
+
+    monkeypatch.setattr(router.net.arp, "send_gratuitous_arp", fake_arp)
+
+    async def main() -> None:
+        inner_port, outer_port = free_port("127.0.0.1"), free_port("127.0.0.4")
+        inner_ha = await start_home_agent("127.0.0.1", "127.0.0.0/24", "127.0.0.50", 256, inner_port)
+        outer_ha = await start_home_agent("127.0.0.4", "127.0.0.0/8", "127.0.0.60", 257, outer_port)
+        inner_ha.allowed = {"127.0.0.7"}  # outside: the inner HA only through the VPN (V)
+        receive = outer_ha.receive_datagram
+
+        def noting_deregistrations(data: bytes, addr: tuple[str, int], now: float) -> None:
+            if data[:1] == b"\x01" and data[2:4] == b"\x00\x00":  # Request, Lifetime 0 (§3.3)
+                order.append(f"deregistration from {addr[0]}")
+            receive(data, addr, now)
+
+        outer_ha.receive_datagram = noting_deregistrations  # type: ignore[method-assign]
+        vpn = FakeVpn("127.0.0.7")
+        daemon, _backend = make_daemon(tmp_path, inner_port, outer_port, vpn)
+        t = IPv4Address("127.0.0.60")
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.9", None))
+        await wait_for(lambda: daemon.situation.name == "outside" and daemon.lan_route == LanRoute.VPN, 20)
+        assert t in outer_ha.bindings() and order == []
+
+        # The uplink's new address is on the outer home network (127.0.0.32/27): back home.
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.40", None))
+        await wait_for(lambda: daemon.situation.name == "outer_home", 20)
+        await wait_for(lambda: len(sent) == 3)
+        assert t not in outer_ha.bindings()
+        assert order == ["arp", "deregistration from 127.0.0.60", "arp", "arp"], order
+        assert sent == [("lo", t, {})] * 3
+        await daemon.stop()
+
+    asyncio.run(main())
