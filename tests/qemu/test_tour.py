@@ -15,15 +15,23 @@ down/up, a rogue AP) move the router; it decides everything itself.
     the LAN in clear; the router comes back when the rogue is gone;
 (c) inner-HA registration replies captured on the wire and replayed are dropped.
 
+At the outer home network (RFC 5944 §4.6, a node returning home), a capture on the outer home
+agent's home link shows the router's own gratuitous ARP for T before its deregistration, one
+deregistration only (no retransmission), its Reply on the link (not through the tunnel to
+the old care-of address), and the home agent's gratuitous ARPs for T carrying the router's
+wlan0 MAC.
+
 Run: python3 -m qemu.run --tests tests/qemu/test_tour.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +40,8 @@ import pytest
 
 from qemu.lab import World, plan
 from qemu.lab.captures import nesting_layers, record, summary
-from qemu.lab.product import HOME_ADDRESS, DualProduct
-from qemu.lab.shell import run
+from qemu.lab.product import HOME_ADDRESS, HOME_INTERFACE, DualProduct
+from qemu.lab.shell import LabError, run
 from qemu.lab.testing import module_world
 from qemu.lab.tour import (
     STEPS,
@@ -49,6 +57,7 @@ from qemu.lab.tour import (
     wait_settled,
 )
 from qemu.lab.traffic import Traffic
+from qemu.lab.wifi import mac_address
 
 pytestmark = pytest.mark.guest
 
@@ -85,10 +94,14 @@ def print_step(result: StepResult) -> None:
 
 def test_tour_inside_3g_hotspot_outer_home_inside(world: World, product: DualProduct, out_dir: Path) -> None:
     results: list[StepResult] = []
+    home_link = out_dir / "outer-home-link.pcap"
     with outside_captures(world, out_dir) as pcaps, Traffic(world, CN, rate=50) as traffic:
         time.sleep(2)
         for step in STEPS:
-            results.append(run_step(world, product, traffic, step, print_step))
+            capture = (record(world, "outer-ha", HOME_INTERFACE, home_link, "arp or udp port 434")
+                       if step.expect.situation == "outer_home" else contextlib.nullcontext())
+            with capture:
+                results.append(run_step(world, product, traffic, step, print_step))
             if results[-1].error:
                 break
     found = leaks(pcaps)
@@ -133,6 +146,57 @@ def test_tour_inside_3g_hotspot_outer_home_inside(world: World, product: DualPro
     ext = nesting_layers(next(p for p in pcaps if "ext0" in p.name))
     assert f"ip {T}>{T_GW} / esp" in {packet.shape for packet in ext}, summary(ext)
     assert not any(packet.shape.startswith(f"ip {T}>{T_HA} / ip") for packet in ext), summary(ext)
+    TIMINGS.update(check_return_home(world, home_link))
+
+
+def home_link_frames(pcap: Path) -> list[dict[str, str]]:
+    """ARP and Mobile IP frames of the capture, as tshark decodes them (first occurrences;
+    ``ip.src`` all of them, so a tunnelled frame shows two)."""
+    fields = ("frame.number", "frame.time_relative", "eth.src", "arp.src.hw_mac", "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
+              "ip.src", "ip.dst", "mip.type", "mip.life", "mip.code")
+    argv = ["tshark", "-n", "-r", str(pcap), "-Y", "arp or mip", "-T", "fields", "-E", "separator=\t",
+            "-E", "occurrence=a", "-E", "aggregator=,", *(arg for name in fields for arg in ("-e", name))]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise LabError(f"tshark failed on {pcap} (rc={done.returncode}):\n{done.stderr}")
+    return [dict(zip(fields, [*line.split("\t"), *[""] * len(fields)], strict=False))
+            for line in done.stdout.splitlines() if line.strip()]
+
+
+def check_return_home(world: World, pcap: Path) -> dict[str, float]:
+    """RFC 5944 §4.6, the router back at the outer home network, on the home agent's link.
+    Returns the wire times from the deregistration to its Reply and to the first ARP."""
+    from router.ha.daemon import GRATUITOUS_ARP_COUNT
+
+    router_mac = mac_address(world.ns("router"), plan.ROUTER_WLAN)
+    ha_mac = mac_address(world.ns("outer-ha"), HOME_INTERFACE)
+    frames = home_link_frames(pcap)
+    shown = "\n".join(str(frame) for frame in frames[:40])
+
+    def announces_t(frame: dict[str, str], sender: str) -> bool:
+        return (frame["arp.src.proto_ipv4"] == frame["arp.dst.proto_ipv4"] == T
+                and frame["eth.src"] == sender and frame["arp.src.hw_mac"] == router_mac)
+
+    requests = [f for f in frames if f["mip.type"] == "1" and f["ip.src"] == T and f["mip.life"] == "0"]
+    replies = [f for f in frames if f["mip.type"] == "3" and f["ip.dst"] == T and f["ip.src"] == T_HA]
+    by_router = [f for f in frames if announces_t(f, router_mac)]
+    by_ha = [f for f in frames if announces_t(f, ha_mac)]
+    # One deregistration (care-of address = home address, from T): answered, no retransmission.
+    assert len(requests) == 1, f"deregistrations from T: {requests}\n{shown}"
+    # The Reply reached T on the home link: not tunnelled (a single IP header, captured at all).
+    assert [(f["mip.code"], f["mip.life"]) for f in replies] == [("0", "0")], f"replies to T:\n{shown}"
+    # The router announced T with its own MAC before the Request (§4.6 "Before transmitting").
+    assert by_router and int(by_router[0]["frame.number"]) < int(requests[0]["frame.number"]), shown
+    # The home agent, after accepting, announced T with the router's MAC, a few times.
+    assert len(by_ha) == GRATUITOUS_ARP_COUNT, f"home agent's ARPs for {T} with {router_mac}:\n{shown}"
+    def after_request(frame: dict[str, str]) -> float:
+        return float(frame["frame.time_relative"]) - float(requests[0]["frame.time_relative"])
+
+    print(f"\nouter home link: router ARP {after_request(by_router[0]) * 1000:+.0f} ms, deregistration, reply "
+          f"{after_request(replies[0]) * 1000:+.0f} ms, home agent ARPs "
+          f"{', '.join(f'{after_request(f) * 1000:+.0f}' for f in by_ha)} ms (sender {router_mac}, from {ha_mac})")
+    return {"tour outer home: deregistration -> reply on the home link (s)": after_request(replies[0]),
+            "tour outer home: deregistration -> home agent's first ARP (s)": after_request(by_ha[0])}
 
 
 def lan_host_address(world: World) -> str:
