@@ -540,22 +540,26 @@ class HomeAgentDaemon:
         self._arp_tasks.add(task)
         task.add_done_callback(self._arp_tasks.discard)
 
-    async def _announce_bindings(self, ifname: str, addresses: list[IPv4Address]) -> None:
-        """RFC 5944 §4.6: once proxying for a newly bound home address has started, broadcast a
-        gratuitous ARP for it with our hardware address, "retransmitted a small number of
-        times" (``GRATUITOUS_ARP_COUNT``, ``GRATUITOUS_ARP_INTERVAL_S`` apart) because
-        broadcasts on the link are not reliable."""
+    async def _announce_bindings(
+        self, ifname: str, addresses: list[IPv4Address], hardware: bytes | None = None, *, bound: bool = True
+    ) -> None:
+        """RFC 5944 §4.6: broadcast a gratuitous ARP for each address, "retransmitted a small
+        number of times" (``GRATUITOUS_ARP_COUNT``, ``GRATUITOUS_ARP_INTERVAL_S`` apart)
+        because broadcasts on the link are not reliable: with our hardware address once
+        proxying for a newly bound home address has started (``bound``), or with the node's
+        own (``hardware``) for a node back home (not ``bound``). An address whose binding
+        state changes meanwhile is no longer announced."""
         assert self.gratuitous_arp is not None
         pending = list(addresses)
         for attempt in range(GRATUITOUS_ARP_COUNT):
             if attempt:
                 await asyncio.sleep(GRATUITOUS_ARP_INTERVAL_S)
             for address in list(pending):
-                if address not in self.logic.bindings():
-                    pending.remove(address)  # gone again (deregistered, expired): stop claiming it
+                if (address in self.logic.bindings()) != bound:
+                    pending.remove(address)  # bound, or gone, again: stop claiming it
                     continue
                 try:
-                    await asyncio.to_thread(self.gratuitous_arp, ifname, address)
+                    await asyncio.to_thread(self.gratuitous_arp, ifname, address, hardware)
                 except OSError as exc:
                     log.warning("gratuitous ARP for %s failed: %s", address, exc)
                     pending.remove(address)
@@ -597,16 +601,7 @@ class HomeAgentDaemon:
         mac = ":".join(f"{b:02x}" for b in hardware)
         log.info("node %s back home at %s on %s: gratuitous ARP x%d with its address (RFC 5944 §4.6)",
                  address, mac, ifname, GRATUITOUS_ARP_COUNT)
-        for attempt in range(GRATUITOUS_ARP_COUNT):
-            if attempt:
-                await asyncio.sleep(GRATUITOUS_ARP_INTERVAL_S)
-            if address in self.logic.bindings():
-                return  # registered away again meanwhile: stop announcing it at home
-            try:
-                await asyncio.to_thread(self.gratuitous_arp, ifname, address, hardware)
-            except OSError as exc:
-                log.warning("gratuitous ARP for %s (back home) failed: %s", address, exc)
-                return
+        await self._announce_bindings(ifname, [address], hardware, bound=False)
 
     async def _verify_kernel(self) -> None:
         """Read the kernel back once binding changes settle; apply what still differs."""
