@@ -21,9 +21,10 @@ rule  selector                         table: contents
 1002  from V (VPN virtual IP)          102: default into the dummy ``mip-home``; the packet
                                        is ESP-encapsulated by xfrm on the way (V -> S_HA)
 1003  from T (outer home address)      101: default into ``mip-out-<i>`` (ESP and IKE leave
-                                       reverse-tunnelled to the outer home agent), or via the
-                                       uplink when at the outer home network; unreachable
-                                       default behind it
+                                       reverse-tunnelled to the outer home agent), into the
+                                       TUN ``mip3519-out`` when that binding is UDP-tunnelled,
+                                       or via the uplink when at the outer home network;
+                                       unreachable default behind it
 1010+ from X_i (uplink i's address)    110+i: default via uplink i's gateway / device
 ====  ===============================  =====================================================
 
@@ -61,7 +62,12 @@ Behind a NAT (RFC 3519 UDP tunnelling assented by the home agent) the kernel can
 encapsulate: the LAN table's default then goes into the TUN ``mip3519`` of the user-space data
 path (router.udptunnel) instead, and the acknowledged care-of address has no IP-in-IP tunnel
 meanwhile. The TUN is not ours to plan (the daemon's descriptor owns it; hence no ``mip-``
-prefix); only routes name it.
+prefix); only routes name it. The dual system does the same for the outer system's role
+(``outer_udp``): T's default (table 101: IKE and ESP to the VPN gateway) goes into the outer
+system's own TUN ``mip3519-out`` instead of ``mip-out-<i>``, so the whole nesting crosses the
+NAT as UDP 434 (type-4 tunnel data carrying ESP from T). The inner system is untouched (it
+rides the VPN outside), and only a care-of address some live uplink holds routes into the TUN,
+as for the IP-in-IP tunnels. Standby tunnels (make-before-break) stay IP-in-IP.
 
 The LAN table always ends in an ``unreachable`` default, so while the inner tunnel is being
 moved or is absent, LAN packets are dropped with an ICMP error instead of leaking onto an
@@ -96,6 +102,11 @@ INNER_UPLINK_TUNNEL = "mip-in-"  # + uplink index: the single system's tunnel on
 OUTER_UPLINK_TUNNEL = "mip-out-"  # + uplink index: the outer system's tunnel on that uplink
 HOME_DEVICE = "mip-home"  # dummy holding S and T (and V, installed by charon)
 UDP_TUNNEL_DEVICE = "mip3519"  # RFC 3519 TUN (router.udptunnel.tun.DEFAULT_TUN_NAME)
+OUTER_UDP_TUNNEL_DEVICE = "mip3519-out"  # the dual system's outer system's RFC 3519 TUN
+# Its MTU: the home agent's TUN has 1400 (router.ha.daemon.UDP_TUNNEL_MTU: 1400 + 32 bytes of
+# IPv4, UDP and RFC 3519 header pass a PPP or PPPoE uplink unfragmented, §4.8), which already
+# bounds T's ESP packets downstream; the same upstream keeps the LAN's path MTU symmetric.
+OUTER_UDP_TUNNEL_MTU = 1400
 
 LAN_TABLE = 100
 OUTER_TABLE = 101
@@ -174,6 +185,8 @@ class DataPlane:
     outer_home_network: IPv4Network | None = None
     #: The binding for ``inner`` is UDP-tunnelled (RFC 3519): LAN default into the TUN.
     inner_udp: bool = False
+    #: The binding for ``outer`` is UDP-tunnelled (RFC 3519): T's default into the outer TUN.
+    outer_udp: bool = False
 
 
 def _uplink_items(uplink: UplinkRoute) -> list[Route | Rule]:
@@ -221,10 +234,16 @@ def router_plan(state: DataPlane) -> Plan:
         items.append(Address(HOME_DEVICE, IPv4Interface(f"{t}/32")))
         items.append(Rule(RULE_OUTER_HOME, table=OUTER_TABLE, source=IPv4Network(t)))
         items.append(Route(DEFAULT, table=OUTER_TABLE, type=RouteType.UNREACHABLE, metric=FAIL_CLOSED_METRIC))
-        names, links = _uplink_tunnels(OUTER_UPLINK_TUNNEL, (state.outer, *state.outer_standby), state.uplinks, None)
+        # The acknowledged binding, when UDP-tunnelled, has no IP-in-IP tunnel of its own.
+        outer_ipip = state.outer if not state.outer_udp else None
+        standby = [s for s in state.outer_standby if state.outer is None or s.local != state.outer.local]
+        names, links = _uplink_tunnels(OUTER_UPLINK_TUNNEL, (outer_ipip, *standby), state.uplinks, None)
         items += links
         if state.outer is not None:
-            if (outer_name := names.get(state.outer.local)) is not None:
+            if state.outer_udp:
+                if any(uplink.address == state.outer.local for uplink in state.uplinks):
+                    items.append(Route(DEFAULT, table=OUTER_TABLE, dev=OUTER_UDP_TUNNEL_DEVICE, src=t))
+            elif (outer_name := names.get(state.outer.local)) is not None:
                 items.append(Route(DEFAULT, table=OUTER_TABLE, dev=outer_name, src=t))
         elif state.home_uplink is not None:
             items.append(

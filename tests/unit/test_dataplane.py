@@ -11,6 +11,7 @@ from router.dataplane import (
     INNER_TUNNEL,
     LAN_TABLE,
     OUTER_TABLE,
+    OUTER_UDP_TUNNEL_DEVICE,
     ROUTER_OWNERSHIP,
     DataPlane,
     Tunnel,
@@ -263,3 +264,76 @@ def test_dropping_the_old_tunnel_in_the_same_apply_as_the_switch_would_open_a_wi
          ha, {CELL.address}, LAN_TABLE)
     with pytest.raises(AssertionError, match=re.escape("100 default gone after ip route del 0.0.0.0/0 dev mip-in-1")):
         step(backend, base(uplinks=(WLAN, CELL), inner=Tunnel(WLAN.address, ha)), ha, {WLAN.address}, LAN_TABLE)
+
+
+# --- RFC 3519 for the dual system's outer system ---------------------------------------------
+
+
+def udp_kernel() -> tuple[KernelAdapter, FakeBackend]:
+    backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "wlan0", "ppp0", OUTER_UDP_TUNNEL_DEVICE])
+    return KernelAdapter(backend, sleep=lambda _: None), backend
+
+
+def test_outside_with_a_udp_tunnelled_outer_binding_routes_t_into_the_outer_tun() -> None:
+    """Behind a NAT on 3G: T's default (IKE, ESP to the VPN gateway) goes into the outer
+    system's TUN, no IP-in-IP tunnel exists on the acknowledged care-of address, the outer
+    table still fails closed behind it, and the inner system is untouched (mip-inner from V,
+    the LAN into it, V's table on the dummy)."""
+    adapter, backend = udp_kernel()
+    adapter.apply(router_plan(outside(CELL)))
+    backend.take_lines()
+    plan = router_plan(outside(CELL, outer_udp=True))
+    defaults = {r.dev: r.type for r in plan.routes if r.table == OUTER_TABLE and r.destination.prefixlen == 0}
+    assert defaults == {OUTER_UDP_TUNNEL_DEVICE: RouteType.UNICAST, None: RouteType.UNREACHABLE}
+    assert default_of(plan, OUTER_TABLE).src == T  # type: ignore[union-attr]
+    assert not any(link.name.startswith("mip-out-") for link in plan.links)
+    assert default_of(plan, LAN_TABLE).dev == INNER_TUNNEL  # type: ignore[union-attr]
+    assert (INNER_TUNNEL, V) in {(link.name, link.tunnel.local) for link in plan.links if link.tunnel}
+    plan.validate(ROUTER_OWNERSHIP)
+    adapter.apply(plan)
+    lines = backend.take_lines()
+    # A binding that turns UDP on the same care-of address (a NAT appeared) loses its IP-in-IP
+    # tunnel first (the diff removes before it adds): T fails closed for that moment.
+    assert lines == [
+        "ip route del 0.0.0.0/0 dev mip-out-1 src 192.0.2.50 table 101",
+        "ip link del mip-out-1",
+        "ip route add 0.0.0.0/0 dev mip3519-out src 192.0.2.50 table 101",
+    ], lines
+
+
+def test_leaving_the_nat_detaches_t_from_the_outer_tun() -> None:
+    """3G behind a NAT (UDP) -> hotspot without one (IP-in-IP): the tunnel on the new
+    address is built first, the ack moves T's default out of the TUN by one route replace;
+    at the outer home and inside nothing routes into the TUN."""
+    adapter, backend = udp_kernel()
+    adapter.apply(router_plan(outside(CELL, outer_udp=True)))
+    # RegisterOuter on the hotspot: a decapsulating tunnel there; T still rides the TUN.
+    adapter.apply(router_plan(outside(CELL, (WLAN,), outer_udp=True)))
+    assert default_of(backend.observe(), OUTER_TABLE).dev == OUTER_UDP_TUNNEL_DEVICE  # type: ignore[union-attr]
+    assert set(tunnels(backend.observe())) == {(WLAN.address, T_HA), (V, S_HA)}
+    backend.take_lines()
+    # The plain (non-UDP) ack: T into mip-out-0; the NAT'd care-of address gets no IP-in-IP.
+    adapter.apply(router_plan(outside(WLAN, outer_udp=False)))
+    assert backend.take_lines() == ["ip route replace 0.0.0.0/0 dev mip-out-0 src 192.0.2.50 table 101"]
+    assert set(tunnels(backend.observe())) == {(WLAN.address, T_HA), (V, S_HA)}
+    # Outer home / inside: no outer binding, whatever the flag says.
+    home = base(uplinks=(WLAN,), inner=Tunnel(V, S_HA), inner_in_place=True, outer_home_address=T,
+                virtual_ip=V, home_uplink=WLAN, outer_udp=True)
+    assert not any(r.dev == OUTER_UDP_TUNNEL_DEVICE for r in router_plan(home).routes)
+    inside = base(uplinks=(WLAN,), inner=Tunnel(WLAN.address, S_HA), inner_in_place=True, outer_udp=True)
+    assert not any(r.dev == OUTER_UDP_TUNNEL_DEVICE for r in router_plan(inside).routes)
+
+
+def test_a_udp_outer_binding_whose_uplink_is_gone_routes_nothing_into_the_tun() -> None:
+    gone = base(uplinks=(WLAN,), inner=Tunnel(V, S_HA), inner_in_place=True, outer=Tunnel(CELL.address, T_HA),
+                outer_home_address=T, virtual_ip=V, outer_udp=True)
+    plan = router_plan(gone)
+    assert not any(r.dev == OUTER_UDP_TUNNEL_DEVICE for r in plan.routes)
+    assert [r.type for r in plan.routes if r.table == OUTER_TABLE and r.destination.prefixlen == 0] == [RouteType.UNREACHABLE]
+
+
+def test_a_standby_on_the_udp_care_of_address_is_not_built() -> None:
+    """The daemon never asks for it, but a plan with an IP-in-IP standby on the address the UDP
+    binding uses must not build one beside the TUN either (the home agent sends UDP there)."""
+    plan = router_plan(outside(CELL, (CELL, WLAN), outer_udp=True))
+    assert set(tunnels(plan)) == {(WLAN.address, T_HA), (V, S_HA)}
