@@ -271,7 +271,10 @@ class MobilitySystemConfig:
     lifetime: int
     replay: str
     reverse_tunnel: bool
-    udp_tunnel: str  # "auto" (request when behind NAT), "always", "never" (RFC 3519)
+    #: RFC 3519: "auto" (request; UDP when the home agent sees a NAT), "always" (F flag), "never".
+    #: Used by the single system's [inner] and the dual system's [outer]; the dual system's
+    #: inner system never requests it (it rides the VPN outside).
+    udp_tunnel: str
     inside_prefixes: tuple[IPv4Network, ...] = ()
     home_network: IPv4Network | None = None
     port: int = 434  # the home agent's UDP port (RFC 5944 §3.1); other values for tests only

@@ -24,6 +24,14 @@ attaches the tunnel to the socket and the LAN table's default goes into the TUN;
 registration, a deregistration or an expiry detaches it. When the home agent stops answering
 keepalives (§4.10) the router re-registers: the NAT mapping may be gone.
 
+RFC 3519 (dual system): the outer system does the same with its own ``MobileTunnel`` (TUN
+``mip3519-out``) unless ``[outer] udp_tunnel = "never"``: with UDP assented, T's default
+(IKE and ESP to the VPN gateway) goes into that TUN instead of ``mip-out-<i>``, so the nesting
+crosses a NAT on the uplink (a 3G operator's, a hotspot's) as UDP 434. A plain outer
+registration, the deregistration (inside, or at the outer home network) or an expiry detaches
+it. The inner system never requests UDP tunnelling in the dual system (``[inner] udp_tunnel``
+is not used there): outside it rides the VPN, inside it needs no NAT traversal.
+
 Lifecycle: start (reconcile the kernel: leftovers of a crash are removed, our rules and fail-
 closed routes installed before any uplink comes up) -> run -> first SIGTERM/SIGINT: deregister,
 stop drivers, tear down what we own; a second signal exits at once.
@@ -53,6 +61,8 @@ from router.config import (
 )
 from router.dataplane import (
     INNER_TUNNEL_MTU,
+    OUTER_UDP_TUNNEL_DEVICE,
+    OUTER_UDP_TUNNEL_MTU,
     ROUTER_OWNERSHIP,
     UDP_TUNNEL_DEVICE,
     DataPlane,
@@ -154,6 +164,8 @@ class RouterDaemon:
     probe_factory: Callable[[UplinkInfo, Callable[[int], None]], Any] | None = None
     #: router.udptunnel.MobileTunnel for RFC 3519 (single system only); None: never request it.
     udp_tunnel: Any = None
+    #: The outer system's MobileTunnel (dual system only); None: the outer never requests it.
+    outer_udp_tunnel: Any = None
     #: (uplink, callback) -> router.uplink.adverts.AdvertListener; None: no advertisement hints.
     advert_factory: Callable[[UplinkInfo, Callable[[Any], None]], Any] | None = None
 
@@ -162,7 +174,9 @@ class RouterDaemon:
         self.started_at = self.loop.time()
         offset = time.time() - self.loop.time() + NTP_UNIX_OFFSET
         if self.config.outer is not None:
-            self.udp_tunnel = None  # the dual system has no UDP data path (yet)
+            self.udp_tunnel = None  # the dual system's inner system has no UDP data path
+        else:
+            self.outer_udp_tunnel = None
         udp_mode = self.config.inner.udp_tunnel if self.udp_tunnel is not None else "never"
         self.inner = MobilitySystem(
             "inner",
@@ -174,15 +188,20 @@ class RouterDaemon:
         if self.udp_tunnel is not None:
             self.udp_tunnel.on_peer_state = self._on_udp_peer_state
         self._single_udp = False  # the acknowledged binding is UDP-tunnelled (RFC 3519)
+        self._outer_udp = False  # the acknowledged outer binding is UDP-tunnelled (RFC 3519)
         self.outer: MobilitySystem | None = None
         self.coordinator: co.Coordinator | None = None
         if self.config.outer is not None:
+            outer_udp = self.config.outer.udp_tunnel if self.outer_udp_tunnel is not None else "never"
             self.outer = MobilitySystem(
                 "outer",
-                node_config(self.config.outer, self.config, clock_offset=offset, nemo=False),
+                node_config(self.config.outer, self.config, clock_offset=offset, nemo=False, udp_tunnel=outer_udp),
                 self._on_system_event,
+                tunnel=self.outer_udp_tunnel,
                 state_path=Path(self.config.state_dir) / "identification-outer.json",  # RFC 5944 §5.7.1
             )
+            if self.outer_udp_tunnel is not None:
+                self.outer_udp_tunnel.on_peer_state = self._on_outer_udp_peer_state
             domain = DomainParams(
                 inner_home_agent=self.config.inner.home_agent,
                 outer_home_agent=self.config.outer.home_agent,
@@ -312,6 +331,7 @@ class RouterDaemon:
             inner_in_place=self.coordinator is not None,
             outer_home_network=self.config.outer.home_network if self.config.outer else None,
             inner_udp=self.coordinator is None and self._single_udp,
+            outer_udp=self._outer_udp,
         )
 
     async def sync_kernel(self) -> None:
@@ -399,8 +419,9 @@ class RouterDaemon:
             async with self._plan_lock:
                 await asyncio.to_thread(self.adapter.apply, Plan())
                 await asyncio.to_thread(self.adapter.close)
-        if self.udp_tunnel is not None:
-            self.udp_tunnel.close()  # after the routes into it are gone; the TUN goes with its fd
+        for tunnel in (self.udp_tunnel, self.outer_udp_tunnel):
+            if tunnel is not None:
+                tunnel.close()  # after the routes into it are gone; the TUN goes with its fd
         if self.store is not None:
             self.store.close()
 
@@ -454,7 +475,8 @@ class RouterDaemon:
             if system is None or system_config is None:
                 continue
             binding = system.machine.binding
-            udp_mode = plan.config.inner.udp_tunnel if name == "inner" and self.udp_tunnel is not None else "never"
+            tunnel = self.udp_tunnel if name == "inner" else self.outer_udp_tunnel
+            udp_mode = system_config.udp_tunnel if tunnel is not None else "never"
             system.reconfigure(
                 node_config(system_config, plan.config, clock_offset=offset, nemo=name == "inner", udp_tunnel=udp_mode)
             )
@@ -755,10 +777,11 @@ class RouterDaemon:
             # At the outer home network the home agent tunnels to the old care-of address
             # until it processed the deregistration: that tunnel stays, unrouted. Inside, the
             # outer system is not in use at all.
-            self._outer_previous = self.outer_tunnel_coa if intent.at_home else None
+            self._outer_previous = self.outer_tunnel_coa if intent.at_home and not self._outer_udp else None
             self._outer_pending = None
             self.outer_tunnel_coa = None
             self.at_outer_home = intent.at_home
+            self._outer_udp_detach()
             await self.sync_kernel()
             info = self.uplinks[self.active] if self.active else None
             if info is None or info.address is None:
@@ -885,13 +908,17 @@ class RouterDaemon:
                 self.coordinator.handle_event(co.InnerLost(tagged.attempt, type(event).__name__), now)
         else:
             if isinstance(event, mn.Registered):
+                self._outer_udp_update(event)
                 self._outer_acknowledged(event.care_of_address)
                 self.coordinator.handle_event(co.OuterRegistered(event.care_of_address), now)
             elif isinstance(event, mn.Deregistered):
+                self._outer_udp_detach()
                 self.coordinator.handle_event(co.OuterDeregistered(), now)
             elif isinstance(event, mn.RegistrationDenied):
                 self.coordinator.handle_event(co.OuterDenied(event.code), now)
             elif isinstance(event, (mn.RegistrationTimeout, mn.BindingExpired)):
+                if isinstance(event, mn.BindingExpired) and self._outer_udp_detach():
+                    self.spawn(self.sync_kernel(), "kernel-sync")
                 self.coordinator.handle_event(co.OuterDenied(None), now)
         self._after_input()
 
@@ -907,8 +934,51 @@ class RouterDaemon:
         if self.outer_tunnel_coa is not None:
             self._outer_previous = self.outer_tunnel_coa
         self.outer_tunnel_coa = care_of_address
-        log.info("outer route -> tunnel from %s (binding acknowledged)", care_of_address)
+        log.info("outer route -> tunnel from %s (binding acknowledged%s)", care_of_address,
+                 ", udp tunnelling behind nat" if self._outer_udp else "")
         self.spawn(self.sync_kernel(), "kernel-sync")
+
+    # --- RFC 3519 for the outer system (dual system) -----------------------------------------
+
+    def _outer_udp_update(self, event: mn.Registered) -> None:
+        """Every acknowledged outer registration (a move or a renewal) says whether the home
+        agent tunnels in UDP (RFC 3519 §3.2): attach the data path to the socket the request
+        left from (§4.4: data and keepalives share its port), or detach it. T's default follows
+        at the next kernel sync; a renewal that changes the mode syncs at once."""
+        tunnel, outer = self.outer_udp_tunnel, self.config.outer
+        sock = self.outer.socket if self.outer is not None else None
+        was = self._outer_udp
+        if tunnel is None or sock is None or outer is None or not event.udp_tunnel:
+            self._outer_udp_detach()
+        else:
+            tunnel.attach(sock, (str(outer.home_agent), outer.port), event.udp_keepalive_interval)
+            self._outer_udp = True
+        if self._outer_udp != was and event.care_of_address == self.outer_tunnel_coa:
+            log.info("outer route -> %s (renewal, coa %s)", "udp tunnel" if self._outer_udp else "ip-in-ip tunnel",
+                     event.care_of_address)
+            self.spawn(self.sync_kernel(), "kernel-sync")
+
+    def _outer_udp_detach(self) -> bool:
+        """Back to IP-in-IP (or no outer tunnel at all); True when it was UDP-tunnelled."""
+        was, self._outer_udp = self._outer_udp, False
+        if self.outer_udp_tunnel is not None and self.outer_udp_tunnel.attached:
+            self.outer_udp_tunnel.detach()
+        if was:
+            log.info("outer: udp tunnel detached")
+        return was
+
+    def _on_outer_udp_peer_state(self, alive: bool) -> None:
+        """§4.10: the outer home agent stopped answering keepalives; the NAT mapping may be
+        gone, so re-register the acknowledged care-of address (a renewal for the coordinator)."""
+        if alive:
+            log.info("outer home agent answers udp keepalives again")
+            return
+        log.warning("outer home agent silent on the udp tunnel (RFC 3519 §4.10): re-registering")
+        self.count("outer_udp_peer_silent")
+        coa = self.outer_tunnel_coa
+        if self.outer is not None and coa is not None and self._outer_pending is None and not self._stopping \
+                and self._uplink_of(coa) is not None:
+            self.spawn(self.outer.register(coa), "outer-register")
 
     # --- registrations as free health probes (issue 6: they cost nothing extra) -------------
 
@@ -1177,6 +1247,26 @@ def build_uplink_driver(config: UplinkConfig, emit: Callable[[ue.UplinkEvent], N
     return factory.build(config, emit, netns=netns)
 
 
+def open_udp_tunnel(device: str, mtu: int, system: MobilitySystemConfig) -> Any:
+    """The RFC 3519 data path of one system (router.udptunnel.MobileTunnel on TUN ``device``),
+    or None when no TUN can be opened (the system then never requests UDP tunnelling)."""
+    from router.udptunnel.datapath import MobileTunnel
+    from router.udptunnel.tun import open_tun
+
+    tunnel = None
+    try:
+        tun_fd = open_tun(device, mtu)
+    except OSError as exc:
+        log.warning("no RFC 3519 data path on %s (%s): udp tunnelling not requested", device, exc)
+    else:
+        tunnel = MobileTunnel(tun_fd, home_address=system.home_address, home_agent=system.home_agent)
+    # Decapsulated packets from the correspondent arrive on the TUN with a source the main
+    # table has no route back to (no default route there): loose reverse-path filtering.
+    with contextlib.suppress(OSError):
+        Path(f"/proc/sys/net/ipv4/conf/{device}/rp_filter").write_text("0")
+    return tunnel
+
+
 async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
     from router.net.kernel import Pyroute2Backend
     from router.store.history import HistoryStore
@@ -1194,21 +1284,12 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
             raise OSError("no probe target (no gateway and no probe_targets)")
         return IcmpProber(info.config.interface, str(info.address), str(target), answered)
 
-    udp_tunnel = None
+    udp_tunnel = outer_udp_tunnel = None
     if config.outer is None and config.inner.udp_tunnel != "never":
-        from router.udptunnel.datapath import MobileTunnel
-        from router.udptunnel.tun import open_tun
+        udp_tunnel = open_udp_tunnel(UDP_TUNNEL_DEVICE, INNER_TUNNEL_MTU, config.inner)
+    if config.outer is not None and config.outer.udp_tunnel != "never":
+        outer_udp_tunnel = open_udp_tunnel(OUTER_UDP_TUNNEL_DEVICE, OUTER_UDP_TUNNEL_MTU, config.outer)
 
-        try:
-            tun_fd = open_tun(UDP_TUNNEL_DEVICE, INNER_TUNNEL_MTU)
-        except OSError as exc:
-            log.warning("no RFC 3519 data path (%s): udp tunnelling not requested", exc)
-        else:
-            udp_tunnel = MobileTunnel(tun_fd, home_address=config.inner.home_address, home_agent=config.inner.home_agent)
-        # Decapsulated packets from the correspondent arrive on the TUN with a source the main
-        # table has no route back to (no default route there): loose reverse-path filtering.
-        with contextlib.suppress(OSError):
-            Path(f"/proc/sys/net/ipv4/conf/{UDP_TUNNEL_DEVICE}/rp_filter").write_text("0")
     def advert_factory(info: UplinkInfo, on_advert: Callable[[Any], None]) -> Any:
         from router.uplink.adverts import AdvertListener
 
@@ -1216,7 +1297,7 @@ async def serve(args: argparse.Namespace, config: RouterConfig) -> int:
 
     daemon = RouterDaemon(
         config, adapter, vpn=vpn, store=store, probe_factory=probe_factory, udp_tunnel=udp_tunnel,
-        advert_factory=advert_factory,
+        outer_udp_tunnel=outer_udp_tunnel, advert_factory=advert_factory,
     )
     for uplink in config.uplinks:
         daemon.uplink_drivers[uplink.name] = build_uplink_driver(uplink, daemon.on_uplink_event, None)

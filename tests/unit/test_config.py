@@ -152,3 +152,17 @@ def test_shipped_defaults_load_once_keys_are_provisioned(tmp_path: Path) -> None
     assert config.outer is not None and config.vpn is not None and len(config.uplinks) == 2
     ha_text = (root / "ha.toml.example").read_text().replace("/etc/router/keys/", f"{tmp_path}/")
     assert load_home_agent_config(write(tmp_path, ha_text, "ha.toml")).mobile_nodes[0].spi == 256
+
+
+def test_outer_udp_tunnel_defaults_to_auto_and_takes_the_inner_systems_choices(tmp_path: Path) -> None:
+    """RFC 3519 for the dual system's outer system: the same key and default as the single
+    system's [inner] (auto), so a NAT on the uplink is crossed without configuration."""
+    config = load_router_config(write(tmp_path, ROUTER_TOML))
+    assert config.outer is not None and config.outer.udp_tunnel == "auto"
+    for choice in ("always", "never"):
+        text = ROUTER_TOML.replace("[outer]\n", f'[outer]\nudp_tunnel = "{choice}"\n', 1)
+        outer = load_router_config(write(tmp_path, text)).outer
+        assert outer is not None and outer.udp_tunnel == choice
+    with pytest.raises(ConfigError) as info:
+        load_router_config(write(tmp_path, ROUTER_TOML.replace("[outer]\n", '[outer]\nudp_tunnel = "yes"\n', 1)))
+    assert info.value.key == "outer.udp_tunnel" and "one of auto, always, never" in str(info.value)

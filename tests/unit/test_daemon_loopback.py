@@ -97,8 +97,14 @@ class Firewalled:
 
 
 async def start_home_agent(address: str, home_network: str, home_address: str, spi: int, port: int) -> Firewalled:
+    wrapped = Firewalled(home_agent_logic(address, home_network, home_address, spi))
+    await open_driver(wrapped, lambda event: None, udp_socket(address, port))
+    return wrapped
+
+
+def home_agent_logic(address: str, home_network: str, home_address: str, spi: int) -> ha.HomeAgentLogic:
     loop = asyncio.get_running_loop()
-    logic = ha.HomeAgentLogic(
+    return ha.HomeAgentLogic(
         ha.HomeAgentConfig(
             address=IPv4Address(address),
             home_network=IPv4Network(home_network),
@@ -113,9 +119,6 @@ async def start_home_agent(address: str, home_network: str, home_address: str, s
             clock_offset=time.time() - loop.time() + NTP_UNIX_OFFSET,
         )
     )
-    wrapped = Firewalled(logic)
-    await open_driver(wrapped, lambda event: None, udp_socket(address, port))
-    return wrapped
 
 
 def write_config(tmp_path: Path, inner_port: int, outer_port: int | None) -> Path:
@@ -327,6 +330,134 @@ def test_single_system_with_udp_tunnelling_attaches_the_data_path_and_routes_the
         await daemon.stop()
         assert not tunnel.attached and tunnel.closed
         assert not any(route.dev == "mip3519" for route in backend.observe().routes)
+        ours.close()
+
+    asyncio.run(main())
+
+
+class NattedHomeAgent:
+    """Home agent logic behind an emulated NAT (RFC 3519 §1): requests from a ``natted``
+    address reach the logic from ``public`` (same port), as a NAT rewrites them, and the
+    replies are translated back; type-4 tunnel data is recorded for the test, not parsed."""
+
+    def __init__(self, logic: ha.HomeAgentLogic, public: str) -> None:
+        self.logic = logic
+        self.public = public
+        self.natted: set[str] = set()
+        self.private: dict[tuple[str, int], tuple[str, int]] = {}
+        self.tunnelled: list[tuple[bytes, tuple[str, int]]] = []
+        self.requests = 0
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if addr[0] in self.natted:
+            public = (self.public, addr[1])
+            self.private[public] = addr
+            addr = public
+        if data[:1] == bytes([4]):  # RFC 3519 §3.3: tunnel data
+            self.tunnelled.append((data, addr))
+            return
+        self.requests += data[:1] == bytes([1])
+        self.logic.receive_datagram(data, addr, now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        return [(data, self.private.get(addr, addr)) for data, addr in self.logic.datagrams_to_send(now)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logic, name)
+
+
+def test_dual_system_outer_udp_tunnelling_behind_a_nat_attaches_and_detaches(tmp_path: Path) -> None:
+    """RFC 3519 for the outer system ([outer] udp_tunnel defaults to "auto"): outside behind a
+    NAT the outer home agent assents, the outer data path attaches to the outer registration's
+    socket and T's default goes into mip3519-out (a packet from T leaves as type-4 data from
+    the NAT'd source); the inner system still rides the VPN. Without the NAT (another outside
+    address) the binding is plain and T goes back into mip-out-0; behind the NAT again it
+    re-attaches; keepalive silence re-registers; inside, the outer deregistration detaches it
+    and nothing routes into the TUN."""
+    from router.udptunnel.datapath import MobileTunnel
+    from router.udptunnel.wire import tunnel_header
+
+    async def main() -> None:
+        inner_port, outer_port = free_port("127.0.0.1"), free_port("127.0.0.4")
+        inner_ha = await start_home_agent("127.0.0.1", "127.0.0.0/24", "127.0.0.50", 256, inner_port)
+        outer_ha = NattedHomeAgent(home_agent_logic("127.0.0.4", "127.0.0.0/8", "127.0.0.60", 257), "127.0.0.99")
+        await open_driver(outer_ha, lambda event: None, udp_socket("127.0.0.4", outer_port))
+        vpn = FakeVpn("127.0.0.7")
+        config = load_router_config(write_config(tmp_path, inner_port, outer_port))
+        assert config.outer is not None and config.outer.udp_tunnel == "auto"
+        backend = FakeBackend(ROUTER_OWNERSHIP, foreign_links=["br-lan", "lo", "mip3519-out"])
+        ours, tun = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for the TUN
+        tun.setblocking(False)
+        t, t_ha = IPv4Address("127.0.0.60"), IPv4Address("127.0.0.4")
+        tunnel = MobileTunnel(tun.detach(), home_address=t, home_agent=t_ha)
+        daemon = RouterDaemon(
+            config, KernelAdapter(backend, sleep=lambda _: None), vpn=vpn,
+            probe_factory=lambda info, answered: InstantProber(answered), outer_udp_tunnel=tunnel,
+        )
+        assert daemon.udp_tunnel is None and daemon.inner.tunnel is None  # the inner system: never
+
+        def outer_default() -> str | None:
+            return next((r.dev for r in backend.observe().routes
+                         if r.table == 101 and r.destination.prefixlen == 0 and r.metric == 0), None)
+
+        def binding() -> ha.Binding:
+            return outer_ha.bindings()[t]
+
+        await daemon.start()
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.situation.name == "inside", 15)
+
+        # Outside behind the NAT: UDP assented, T into the TUN, no IP-in-IP tunnel for it.
+        inner_ha.allowed = {"127.0.0.7"}
+        outer_ha.natted = {"127.0.0.9"}
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.9", None))
+        await wait_for(lambda: daemon.situation.name == "outside" and daemon.lan_route == LanRoute.VPN, 20)
+        # RFC 3519 §4.6: the home agent's care-of address is the NAT's; the request named ours.
+        assert binding().udp_tunnel and binding().requested_care_of_address == IPv4Address("127.0.0.9")
+        assert binding().care_of_address == IPv4Address("127.0.0.99")
+        assert daemon.outer is not None and daemon.outer.socket is not None
+        port = daemon.outer.socket.getsockname()[1]
+        assert binding().source == ("127.0.0.99", port)  # the NAT's address: where it tunnels to
+        assert tunnel.attached and tunnel.peer == ("127.0.0.4", outer_port)
+        await wait_for(lambda: outer_default() == "mip3519-out")
+        await wait_for(lambda: not any(link.name.startswith("mip-out-") for link in backend.observe().links))
+        assert not any("dev mip-out-0" in line and "table 101" in line for line in backend.lines)
+        assert inner_ha.bindings()[IPv4Address("127.0.0.50")].care_of_address == IPv4Address("127.0.0.7")
+        esp = bytes.fromhex("45000014000000004032_0000".replace("_", "")) + t.packed + IPv4Address("127.0.0.5").packed
+        ours.send(esp)  # T -> the VPN gateway, ESP (protocol 50), as the kernel hands it to the TUN
+        await wait_for(lambda: bool(outer_ha.tunnelled))
+        assert outer_ha.tunnelled == [(tunnel_header() + esp, ("127.0.0.99", port))]
+
+        # Keepalives unanswered (§4.10): the router re-registers its care-of address.
+        requests = outer_ha.requests
+        daemon._on_outer_udp_peer_state(False)
+        await wait_for(lambda: outer_ha.requests > requests)
+        await wait_for(lambda: tunnel.attached and daemon.counters.get("outer_udp_peer_silent") == 1)
+        assert binding().udp_tunnel and outer_default() == "mip3519-out"
+
+        # Another outside address without a NAT: a plain binding, T back into IP-in-IP.
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.10", None))
+        await wait_for(lambda: binding().care_of_address == IPv4Address("127.0.0.10"))
+        await wait_for(lambda: outer_default() == "mip-out-0")
+        assert not binding().udp_tunnel and not tunnel.attached
+        assert ("127.0.0.10", "127.0.0.4") in {(str(link.tunnel.local), str(link.tunnel.remote))
+                                               for link in backend.observe().links if link.tunnel}
+
+        # Behind the NAT again: the data path re-attaches on the new registration socket.
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.9", None))
+        await wait_for(lambda: binding().requested_care_of_address == IPv4Address("127.0.0.9") and binding().udp_tunnel)
+        await wait_for(lambda: outer_default() == "mip3519-out" and tunnel.attached)
+        assert daemon.outer.socket is not None and tunnel.peer == ("127.0.0.4", outer_port)
+
+        # Inside: the outer system is deregistered, the data path detached, T's table gone.
+        inner_ha.allowed = None
+        daemon.on_uplink_event(ue.LinkUp("eth", "lo", "127.0.0.2", None))
+        await wait_for(lambda: daemon.situation.name == "inside" and vpn.downs >= 1, 20)
+        await wait_for(lambda: t not in outer_ha.bindings(), 10)
+        assert not tunnel.attached and not daemon._outer_udp
+        assert not any(r.dev == "mip3519-out" for r in backend.observe().routes)
+        await daemon.stop()
+        assert tunnel.closed
         ours.close()
 
     asyncio.run(main())
