@@ -12,7 +12,9 @@ down/up, a rogue AP) move the router; it decides everything itself.
     3G leg shows exactly the nesting IP-in-IP(X -> T_HA)[ESP(T -> T_gw)] (decoded by tshark);
 (b) a rogue AP outside claiming SSID "corp" (its own DHCP handing out 10.30.0.x, forged agent
     advertisements naming the inner home agent) never makes the router drop the VPN or send
-    the LAN in clear; the router comes back when the rogue is gone;
+    the LAN in clear; on the rogue (which NATs) the outer registration is UDP-tunnelled
+    (RFC 3519) and the LAN keeps flowing through the VPN; the router comes back when the
+    rogue is gone;
 (c) inner-HA registration replies captured on the wire and replayed are dropped.
 
 At the outer home network (RFC 5944 §4.6, a node returning home), a capture on the outer home
@@ -41,7 +43,7 @@ import pytest
 from qemu.lab import World, plan
 from qemu.lab.captures import nesting_layers, record, summary
 from qemu.lab.product import HOME_ADDRESS, HOME_INTERFACE, DualProduct
-from qemu.lab.shell import LabError, run
+from qemu.lab.shell import LabError, run, wait_until
 from qemu.lab.testing import module_world
 from qemu.lab.tour import (
     STEPS,
@@ -209,10 +211,13 @@ def lan_host_address(world: World) -> str:
 def test_rogue_ap_never_takes_the_vpn_down(world: World, product: DualProduct, out_dir: Path) -> None:
     """Outside on 3G, a rogue AP claims "corp" (same SSID and passphrase, 10.30.0.x leases, forged
     agent advertisements for the inner home agent). Hints say "inside"; no authenticated direct
-    reply can come, so the VPN must stay up and the LAN must never leave in clear."""
+    reply can come, so the VPN must stay up and the LAN must never leave in clear. The rogue
+    NATs its clients: the outer registration through it is UDP-tunnelled (RFC 3519), so the
+    LAN keeps working over the rogue, through the VPN, with lan-host's own address."""
     world.ap_down("corp")
     wait_settled(product, Expect("outside", "cell"))
     log_mark = len(product.router_log())
+    udp_before = product.router_log().count("udp tunnelling behind nat")
     with record(world, "inet", "rogue0", out_dir / "rogue-uplink.pcap") as rogue_pcap, \
             Traffic(world, CN, rate=20, name="rogue-traffic") as traffic:
         t_rogue = time.monotonic()
@@ -223,9 +228,19 @@ def test_rogue_ap_never_takes_the_vpn_down(world: World, product: DualProduct, o
             joined = product.router_log().count("uplink wlan up: 10.30.0.")
             seen = product.wait_router_log("uplink wlan up: 10.30.0.", timeout=90, count=joined + 1)
             TIMINGS["rogue: router joined the rogue (s)"] = seen
+            # It moves onto the rogue when its policy allows (hold-down; after the walk's
+            # moves the WLAN may be flap-suppressed for up to a minute).
+            wait_until(lambda: observed(product.status())[1] == "wlan", 120, "the router active on the rogue",
+                       interval=0.5)
+            t_moved = time.monotonic()
+            product.wait_router_log("udp tunnelling behind nat", timeout=60, count=udp_before + 1)
+            t_udp = time.monotonic()  # T's binding is at the rogue's NAT now: both ways through it
+            traffic.wait_resumed(t_udp, timeout=60)
+            TIMINGS["rogue: moved -> LAN flowing over the rogue (s)"] = time.monotonic() - t_moved
             time.sleep(20)  # smoke-out, direct attempts, timeouts: everything a hint can trigger
             during = observed(product.status())
             vpn_state = product.status()["vpn"]["state"]
+            on_rogue = traffic.gap(t_udp)
         finally:
             advertiser.terminate()
             world.rogue_ap_down()
@@ -233,10 +248,18 @@ def test_rogue_ap_never_takes_the_vpn_down(world: World, product: DualProduct, o
         wait_settled(product, Expect("outside", "cell"))
         traffic.wait_resumed(t_gone, timeout=90)
     log = product.router_log()[log_mark:]
-    print(f"\nrogue: state while on the rogue {during}, vpn {vpn_state}")
-    print("\n".join(line for line in log.splitlines() if "intent" in line or "situation" in line))
+    print(f"\nrogue: state while on the rogue {during}, vpn {vpn_state}, LAN on the rogue: largest gap {on_rogue}")
+    print("\n".join(line for line in log.splitlines() if "intent" in line or "situation" in line or "outer route" in line))
     assert during[0] != "inside", during
+    assert during[1] == "wlan", during  # still on the rogue when sampled
     assert vpn_state == "up", vpn_state
+    # RFC 3519 through the rogue's NAT: the outer binding is UDP-tunnelled, and the LAN flowed
+    # on the rogue (resumed after the move and still flowing when it went away).
+    assert re.search(r"outer route -> tunnel from 10\.30\.0\.\d+ \(binding acknowledged, udp tunnelling behind nat\)", log), \
+        log[-4000:]
+    assert on_rogue.resumed, on_rogue
+    assert traffic.sources() == {lan_host_address(world)}, traffic.sources()
+    TIMINGS["rogue: largest gap after the move onto the rogue (s)"] = on_rogue.ms / 1000
     assert "TearVpnDown" not in log, log
     assert "situation outside -> inside" not in log, log
     assert "lan route -> direct" not in log.lower()
