@@ -82,7 +82,7 @@ from router.lifecycle import (
 from router.mip import mobilenode as mn
 from router.mip.errors import LocalProtocolError
 from router.mip.identification import NTP_UNIX_OFFSET
-from router.net import KernelAdapter, Plan
+from router.net import KernelAdapter, Plan, SettledVerify
 from router.policy import coordinator as co
 from router.policy.domain import DomainParams, SmokeOutOutcome
 from router.policy.health import HealthConfig, HealthTracker
@@ -247,8 +247,11 @@ class RouterDaemon:
         self._outer_pending: IPv4Address | None = None
         self._outer_previous: IPv4Address | None = None
         self._stopping = False
-        self._verify_after = 0.0
-        self._verify_task: asyncio.Future[None] | None = None
+        self._verify = (
+            SettledVerify(self.adapter, lambda: router_plan(self.dataplane()), delay=self.VERIFY_DELAY,
+                          lock=self._plan_lock, stopped=lambda: self._stopping)
+            if self.adapter is not None else None
+        )
         self._last_handover_logged = 0  # coordinator handover numbers already in self.handovers
         self._adverts: dict[str, Any] = {}  # uplink -> AdvertListener
         self._heard: dict[str, dict[tuple[Any, ...], Any]] = {}  # uplink -> distinct sightings
@@ -346,31 +349,10 @@ class RouterDaemon:
             changes = await asyncio.to_thread(self.adapter.apply_quick, plan)
             if changes:
                 log.debug("kernel: %d change(s)", len(changes))
-                self._verify_after = self.now() + self.VERIFY_DELAY
-                if self._verify_task is None or self._verify_task.done():
-                    self._verify_task = asyncio.ensure_future(self._verify_kernel())
+                if self._verify is not None:
+                    self._verify.changed()  # read back once the changes have settled
 
     VERIFY_DELAY = 1.0  # seconds without kernel changes before the kernel is read back
-
-    async def _verify_kernel(self) -> None:
-        """Read the kernel back once changes settle and apply what still differs (a device
-        that vanished took its routes with it); debounced so a handover's burst of changes
-        is verified once, after it."""
-        while (wait := self._verify_after - self.now()) > 0:
-            await asyncio.sleep(wait)
-        if self.adapter is None or self._stopping:
-            return
-        async with self._plan_lock:
-            if self._stopping:
-                return
-            try:
-                healed = await asyncio.to_thread(self.adapter.verify, router_plan(self.dataplane()))
-            except Exception as exc:
-                log.warning("kernel verification failed: %s", exc)
-                self.adapter.forget()
-                return
-            if healed:
-                log.warning("kernel: %d difference(s) healed after verification", len(healed))
 
     # --- start / stop ------------------------------------------------------------------------
 
@@ -395,8 +377,8 @@ class RouterDaemon:
         if self.coordinator is None:
             await self._deregister_single()
         self._stopping = True  # no kernel sync may start now; one in flight is awaited below
-        if self._verify_task is not None:
-            self._verify_task.cancel()
+        if self._verify is not None:
+            self._verify.cancel()
         for task in list(self._probe_tasks.values()) + list(self._tasks):
             task.cancel()
         for prober in self._probers.values():

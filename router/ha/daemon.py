@@ -71,7 +71,7 @@ from router.lifecycle import (
 from router.mip import homeagent as ha
 from router.mip.errors import LocalProtocolError
 from router.mip.identification import NTP_UNIX_OFFSET, ntp_seconds
-from router.net import KernelAdapter, Ownership, Plan
+from router.net import KernelAdapter, Ownership, Plan, SettledVerify
 from router.ratelog import RateLimitedLog
 from router.udptunnel.datapath import HomeAgentTunnel
 from router.udptunnel.peers import Peer
@@ -287,8 +287,7 @@ class HomeAgentDaemon:
     tunnel: HomeAgentTunnel | None = field(init=False, default=None)
 
     _persist_failed: bool = field(init=False, default=False)
-    _verify_after: float = field(init=False, default=0.0)
-    _verify_task: asyncio.Future[None] | None = field(init=False, default=None)
+    _verify: SettledVerify | None = field(init=False, default=None)
     #: NTP seconds up to which the state file covers acceptances (None: nothing written yet).
     _lease_until: float | None = field(init=False, default=None)
 
@@ -513,9 +512,9 @@ class HomeAgentDaemon:
                 # No kernel dump before the change (a moving node waits for it); the kernel is
                 # read back and healed once changes have stopped for a moment.
                 await asyncio.to_thread(self.adapter.apply_quick, plan)
-                self._verify_after = asyncio.get_running_loop().time() + VERIFY_DELAY_S
-                if self._verify_task is None or self._verify_task.done():
-                    self._verify_task = asyncio.ensure_future(self._verify_kernel())
+                if self._verify is None:
+                    self._verify = SettledVerify(self.adapter, self._settled_plan, delay=VERIFY_DELAY_S)
+                self._verify.changed()
             except Exception as exc:  # kernel refused: log, retry on the next change or in 1 s
                 log.error("kernel plan not applied: %s", exc)
                 self._release_replies()  # the node retries; silence would not help it
@@ -603,29 +602,17 @@ class HomeAgentDaemon:
                  address, mac, ifname, GRATUITOUS_ARP_COUNT)
         await self._announce_bindings(ifname, [address], hardware, bound=False)
 
-    async def _verify_kernel(self) -> None:
-        """Read the kernel back once binding changes settle; apply what still differs."""
-        loop = asyncio.get_running_loop()
-        while (wait := self._verify_after - loop.time()) > 0:
-            await asyncio.sleep(wait)
-        if self.adapter is None:
-            return
-        previous = {home: old for home, (old, until) in self._previous.items() if until > loop.time()}
+    def _settled_plan(self) -> Plan:
+        """The kernel plan for the bindings now, for the read-back once changes settle."""
+        now = asyncio.get_running_loop().time()
+        previous = {home: old for home, (old, until) in self._previous.items() if until > now}
         udp = UDP_TUNNEL_DEVICE if self.tunnel is not None else None
-        plan = home_agent_plan(list(self.logic.bindings().values()), self.config.address,
+        return home_agent_plan(list(self.logic.bindings().values()), self.config.address,
                                self.config.home_interface, previous, udp, self._slots)
-        try:
-            healed = await asyncio.to_thread(self.adapter.verify, plan)
-        except Exception as exc:  # the next binding change applies again from a fresh look
-            log.error("kernel verification failed: %s", exc)
-            self.adapter.forget()
-            return
-        if healed:
-            log.warning("kernel: %d difference(s) healed after verification", len(healed))
 
     async def stop(self) -> None:
-        if self._verify_task is not None:
-            self._verify_task.cancel()
+        if self._verify is not None:
+            self._verify.cancel()
         for task in list(self._arp_tasks):
             task.cancel()
         if self.driver is not None:

@@ -3,7 +3,8 @@
 - `plan`: pure data: `Plan`, its items, `Ownership`, `diff`, `ip`-like rendering.
 - `backend`: the `Backend` protocol; `fake.FakeBackend` records lines, no root needed;
   `kernel.Pyroute2Backend` speaks netlink (imports pyroute2 lazily, on construction).
-- `adapter.KernelAdapter`: apply / reconcile / teardown.
+- `adapter.KernelAdapter`: apply / reconcile / teardown; `adapter.SettledVerify`: the debounced
+  read-back after quick applies (both daemons).
 - `arp.send_gratuitous_arp`: RFC 5944 §4.6 announcements (raw AF_PACKET socket).
 - `kernel.NeighbourTable`: the ARP cache, read (a node's own MAC when it comes home, §4.6).
 
@@ -23,7 +24,7 @@ A home agent with one away mobile router (composition root builds the backend)::
     kernel.teardown()                                 # clean shutdown
 """
 
-from .adapter import ConvergenceError, KernelAdapter
+from .adapter import ConvergenceError, KernelAdapter, SettledVerify
 from .backend import Backend, BackendError, SysctlError
 from .fake import FakeBackend
 from .plan import (
@@ -65,6 +66,7 @@ __all__ = [
     "RouteType",
     "Rule",
     "RuleAction",
+    "SettledVerify",
     "SysctlError",
     "TunnelEnds",
     "diff",

@@ -15,6 +15,8 @@ Any refused change drops the known state, and the quick path falls back to a ful
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -164,3 +166,61 @@ class KernelAdapter:
                     f"  {pending}"
                 )
             self._sleep(0.02)
+
+
+class SettledVerify:
+    """The verification that follows `KernelAdapter.apply_quick`, off the critical path.
+
+    Call `changed()` after each quick apply: once no change has come for `delay` seconds
+    (a handover's burst of changes is verified once, after it), the kernel is read back
+    against `plan()` and what still differs is applied (`KernelAdapter.verify`: a device that
+    vanished took its routes with it). A failed read-back makes the adapter forget what it
+    knew, so the next change starts from a fresh look. `lock` (the daemon's plan lock) is held
+    around the read-back and `plan()`; nothing is read once `stopped()` says so. Both daemons
+    (router and home agent) use it.
+    """
+
+    def __init__(
+        self,
+        adapter: KernelAdapter,
+        plan: Callable[[], Plan],
+        *,
+        delay: float = 1.0,
+        lock: asyncio.Lock | None = None,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.adapter = adapter
+        self.plan = plan
+        self.delay = delay
+        self.lock = lock
+        self.stopped = stopped
+        self._after = 0.0
+        self._task: asyncio.Future[None] | None = None
+
+    def changed(self) -> None:
+        """The kernel was just changed: verify once changes have stopped for `delay` s."""
+        self._after = asyncio.get_running_loop().time() + self.delay
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (wait := self._after - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        if self.stopped():
+            return
+        async with self.lock if self.lock is not None else contextlib.nullcontext():
+            if self.stopped():
+                return
+            try:
+                healed = await asyncio.to_thread(self.adapter.verify, self.plan())
+            except Exception as exc:  # the next change applies again from a fresh look
+                log.warning("kernel verification failed: %s", exc)
+                self.adapter.forget()
+                return
+            if healed:
+                log.warning("kernel: %d difference(s) healed after verification", len(healed))
