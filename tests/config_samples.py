@@ -1,6 +1,8 @@
 """The lab-shaped router and home agent configs (DESIGN.md 3a), shared by the config tests
 and the config fuzz targets (which mutate them)."""
 
+from pathlib import Path
+
 INNER_KEY = "00112233445566778899aabbccddeeff"
 
 ROUTER_TOML = f"""\
@@ -57,3 +59,32 @@ key = "hex:{INNER_KEY}"
 algorithm = "hmac-md5"
 mobile_networks = ["10.1.1.0/24"]
 """
+
+
+def write_loopback_ha_config(
+    directory: Path,
+    port: int,
+    *,
+    home_address: str = "127.0.0.50",
+    mobile_networks: str = "10.1.1.0/24",
+    key: str = INNER_KEY,
+    extra: str = "",
+) -> Path:
+    """A home agent on 127.0.0.1 (home network 127/8, no UDP tunnelling, state in
+    `directory`) with one mobile node: the config of the daemon-level unit tests. `extra`
+    adds [home_agent] lines (max_lifetime, home_interface...)."""
+    path = directory / "ha.toml"
+    path.write_text(f"""[home_agent]
+address = "127.0.0.1"
+home_network = "127.0.0.0/8"
+port = {port}
+udp_tunnelling = false
+state_dir = "{directory}"
+{extra}
+[[mobile_node]]
+home_address = "{home_address}"
+spi = 256
+key = "hex:{key}"
+mobile_networks = ["{mobile_networks}"]
+""")
+    return path

@@ -38,6 +38,7 @@ from router.mip.homeagent import Binding
 from router.mip.identification import NTP_UNIX_OFFSET
 from router.net import FakeBackend, KernelAdapter, Plan
 from router.net.plan import ProxyArp
+from tests.config_samples import write_loopback_ha_config
 from tests.unit.test_ha_reply_after_kernel import GatedAdapter
 from tests.unit.test_ha_udp_wiring import KEY, free_port
 
@@ -49,23 +50,10 @@ HOME_INTERFACE = "eth0"
 
 
 def write_config(tmp_path: Path, port: int, max_lifetime: int = 600) -> Path:
-    path = tmp_path / "ha.toml"
-    path.write_text(f"""[home_agent]
-address = "{HA}"
-home_network = "127.0.0.0/8"
-max_lifetime = {max_lifetime}
-port = {port}
-home_interface = "{HOME_INTERFACE}"
-udp_tunnelling = false
-state_dir = "{tmp_path}"
-
-[[mobile_node]]
-home_address = "{HOME}"
-spi = 256
-key = "hex:{KEY}"
-mobile_networks = ["{LAN}"]
-""")
-    return path
+    extra = f'max_lifetime = {max_lifetime}\nhome_interface = "{HOME_INTERFACE}"\n'
+    return write_loopback_ha_config(
+        tmp_path, port, home_address=str(HOME), mobile_networks=str(LAN), key=KEY, extra=extra
+    )
 
 
 @dataclass

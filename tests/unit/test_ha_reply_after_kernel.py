@@ -19,6 +19,7 @@ from router.mip.auth import AuthAlgorithm, SecurityAssociation
 from router.mip.identification import NTP_UNIX_OFFSET
 from router.net import FakeBackend, KernelAdapter, Plan
 from router.net.plan import Change
+from tests.config_samples import write_loopback_ha_config
 from tests.unit.test_ha_udp_wiring import KEY, free_port
 
 
@@ -42,20 +43,7 @@ class GatedAdapter(KernelAdapter):
 def test_reply_for_a_new_or_moved_binding_waits_for_the_kernel(tmp_path: Path) -> None:
     async def main() -> None:
         port = free_port("127.0.0.1")
-        path = tmp_path / "ha.toml"
-        path.write_text(f"""[home_agent]
-address = "127.0.0.1"
-home_network = "127.0.0.0/8"
-port = {port}
-udp_tunnelling = false
-state_dir = "{tmp_path}"
-
-[[mobile_node]]
-home_address = "127.0.0.50"
-spi = 256
-key = "hex:{KEY}"
-mobile_networks = ["10.1.1.0/24"]
-""")
+        path = write_loopback_ha_config(tmp_path, port, key=KEY)
         backend = FakeBackend(HA_OWNERSHIP, foreign_links=["lo"])
         adapter = GatedAdapter(backend)
         daemon = HomeAgentDaemon(load_home_agent_config(path), adapter)

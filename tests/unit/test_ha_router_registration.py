@@ -26,6 +26,7 @@ from router.ha.daemon import HomeAgentDaemon
 from router.net.plan import RouteType
 from router.policy.coordinator import LanRoute
 from router.uplink import events as ue
+from tests.config_samples import write_loopback_ha_config
 from tests.unit.test_daemon_loopback import KEY, Firewalled, free_port, make_daemon, wait_for
 
 HOME = IPv4Address("127.0.0.50")
@@ -35,20 +36,7 @@ LAN = IPv4Network("10.1.1.0/24")
 async def start_home_agent(
     tmp_path: Path, port: int, allowed: str
 ) -> tuple[HomeAgentDaemon, Firewalled]:
-    path = tmp_path / "ha.toml"
-    path.write_text(f"""[home_agent]
-address = "127.0.0.1"
-home_network = "127.0.0.0/8"
-port = {port}
-udp_tunnelling = false
-state_dir = "{tmp_path}"
-
-[[mobile_node]]
-home_address = "{HOME}"
-spi = 256
-key = "hex:{KEY}"
-mobile_networks = ["{allowed}"]
-""")
+    path = write_loopback_ha_config(tmp_path, port, home_address=str(HOME), mobile_networks=allowed, key=KEY)
     daemon = HomeAgentDaemon(load_home_agent_config(path), None)  # --control-only
     await daemon.start()
     assert daemon.driver is not None
